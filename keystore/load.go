@@ -1,0 +1,110 @@
+package keystore
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sync"
+)
+
+// The parallel loader shared by the file-based sources.
+//
+// Invariants:
+//   - Jobs run on at most `workers` goroutines; each job is one item (file or
+//     document) and its failure becomes one LoadError naming that item.
+//   - The result lists keys and errors in job order, whatever order the
+//     workers finished in, so that "first wins" is deterministic.
+//   - Duplicate public keys: the first job (in job order) that produced the key
+//     wins; every later one is reported as a LoadError and its secret zeroed.
+//   - Cancellation: no job starts after ctx is done. Jobs already running (a
+//     scrypt cannot be interrupted) finish, then every key built so far is
+//     zeroed and Load returns ctx.Err() with an empty result.
+
+// loadJob loads one item.
+type loadJob struct {
+	item string
+	load func() (*SecretKey, error)
+}
+
+// defaultWorkers is the worker count when a config leaves it at 0.
+func defaultWorkers() int { return runtime.GOMAXPROCS(0) }
+
+// runJobs runs jobs on a pool of workers (≤ 0 means GOMAXPROCS) and
+// assembles the LoadResult.
+func runJobs(ctx context.Context, workers int, jobs []loadJob) (LoadResult, error) {
+	if workers <= 0 {
+		workers = defaultWorkers()
+	}
+	workers = min(workers, len(jobs))
+
+	type outcome struct {
+		sk  *SecretKey
+		err error
+	}
+	outcomes := make([]outcome, len(jobs))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := range next {
+				if ctx.Err() != nil {
+					continue // drain without starting anything new
+				}
+				sk, err := runJob(jobs[i])
+				outcomes[i] = outcome{sk: sk, err: err}
+			}
+		})
+	}
+feed:
+	for i := range jobs {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+
+	if err := ctx.Err(); err != nil {
+		for _, o := range outcomes {
+			if o.sk != nil {
+				o.sk.Zero()
+			}
+		}
+		return LoadResult{}, err
+	}
+
+	var res LoadResult
+	seen := make(map[PublicKey]string, len(jobs))
+	for i, o := range outcomes {
+		item := jobs[i].item
+		switch {
+		case o.err != nil:
+			res.Errors = append(res.Errors, LoadError{Item: item, Err: o.err})
+		case o.sk == nil:
+			res.Errors = append(res.Errors, LoadError{Item: item, Err: fmt.Errorf("no key produced")})
+		default:
+			pub := o.sk.PublicKey()
+			if first, dup := seen[pub]; dup {
+				o.sk.Zero()
+				res.Errors = append(res.Errors, LoadError{Item: item, Err: fmt.Errorf("duplicate public key %s (already loaded from %s)", pub, first)})
+				continue
+			}
+			seen[pub] = item
+			res.Keys = append(res.Keys, NewLocalKey(o.sk))
+		}
+	}
+	return res, nil
+}
+
+// runJob runs one job, turning a panic (a bug, but one item must never take
+// the whole source down) into an error.
+func runJob(j loadJob) (sk *SecretKey, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			sk, err = nil, fmt.Errorf("internal error while loading: %v", r)
+		}
+	}()
+	return j.load()
+}

@@ -1,0 +1,798 @@
+package slashing
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/attestantio/go-eth2-client/spec/phase0"
+)
+
+// InterchangeFormatVersion is the only EIP-3076 interchange format version
+// this package reads and writes.
+const InterchangeFormatVersion = "5"
+
+// ErrNoGenesisValidatorsRoot is returned by Export when the database has no
+// genesis validators root pinned. Every signature and every import pins the
+// root, so such a database holds no signing history at all; a caller that
+// knows the network's root (the keymanager API) uses ExportWithRoot instead.
+var ErrNoGenesisValidatorsRoot = errors.New("slashing protection database has no genesis validators root yet (nothing was signed or imported)")
+
+// Metadata is the "metadata" object of an interchange document.
+type Metadata struct {
+	InterchangeFormatVersion string
+	GenesisValidatorsRoot    phase0.Root
+}
+
+// InterchangeError describes one problem with an interchange document and
+// where it is. errors.Is(err, ErrInterchange) is true for it.
+type InterchangeError struct {
+	// Index is the position of the validator entry in "data", -1 when the
+	// problem is outside "data" (or the entry could not be located).
+	Index int
+	// Pubkey is the entry's public key as written, "" if unknown.
+	Pubkey string
+	// Field is the path of the offending value inside the entry or the
+	// document, e.g. "signed_attestations[2].target_epoch".
+	Field string
+	// Problem says what is wrong.
+	Problem string
+	// Offset is the byte offset in the document at which the problem was
+	// detected (just after the offending value or entry).
+	Offset int64
+}
+
+func (e *InterchangeError) Error() string {
+	var b strings.Builder
+	b.WriteString(ErrInterchange.Error())
+	b.WriteString(": ")
+	if e.Index >= 0 {
+		fmt.Fprintf(&b, "data[%d]", e.Index)
+		if e.Pubkey != "" {
+			fmt.Fprintf(&b, " (pubkey %s)", e.Pubkey)
+		}
+		b.WriteString(": ")
+	}
+	if e.Field != "" {
+		b.WriteString(e.Field)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Problem)
+	fmt.Fprintf(&b, " (at byte %d)", e.Offset)
+	return b.String()
+}
+
+// Is makes errors.Is(e, ErrInterchange) true.
+func (e *InterchangeError) Is(target error) bool { return target == ErrInterchange }
+
+// Decoder reads an EIP-3076 (v5) interchange document as a stream: the
+// metadata first, then one validator entry at a time, so a document of any
+// size is never held in memory (one entry at a time is). Every value is
+// validated strictly: format version "5", 32-byte genesis validators root,
+// 48-byte pubkeys, u64 values as decimal strings, optional 32-byte signing
+// roots, "data" and "metadata" present exactly once, nothing after the
+// document. Unknown object members are ignored.
+//
+// If a document puts "data" before "metadata" (legal JSON, written by no
+// known client) the entries are buffered in memory until the metadata is
+// read, so validation and the genesis-root check still come first.
+//
+// Errors are *InterchangeError (errors.Is(err, ErrInterchange)) and are
+// sticky: after one, every call returns it.
+type Decoder struct {
+	dec     *json.Decoder
+	state   decoderState
+	meta    *Metadata
+	sawData bool
+	pending []ValidatorHistory
+	index   int // index in "data" of the next entry to decode
+	err     error
+}
+
+type decoderState int
+
+const (
+	stateStart  decoderState = iota // before the top-level '{'
+	stateObject                     // between members of the top-level object
+	stateData                       // inside the "data" array
+	stateDone                       // after the top-level '}'
+)
+
+// NewDecoder returns a decoder reading from r. It buffers r itself.
+func NewDecoder(r io.Reader) *Decoder {
+	dec := json.NewDecoder(r)
+	dec.UseNumber()
+	return &Decoder{dec: dec, index: 0}
+}
+
+// Metadata reads up to and including the "metadata" object and returns it.
+// It may be called more than once.
+func (d *Decoder) Metadata() (Metadata, error) {
+	if d.err != nil {
+		return Metadata{}, d.err
+	}
+	for d.meta == nil {
+		if err := d.step(true); err != nil {
+			if err == io.EOF {
+				err = d.fail(-1, "", "", "missing \"metadata\"")
+			}
+			return Metadata{}, err
+		}
+	}
+	return *d.meta, nil
+}
+
+// Next returns the next validator entry; io.EOF after the last one, once the
+// whole document has been read and found well-formed.
+func (d *Decoder) Next() (ValidatorHistory, error) {
+	if _, err := d.Metadata(); err != nil {
+		return ValidatorHistory{}, err
+	}
+	for {
+		if len(d.pending) > 0 {
+			h := d.pending[0]
+			d.pending[0] = ValidatorHistory{}
+			d.pending = d.pending[1:]
+			return h, nil
+		}
+		if d.err != nil {
+			return ValidatorHistory{}, d.err
+		}
+		if d.state == stateData {
+			h, ok, err := d.entry()
+			if err != nil {
+				return ValidatorHistory{}, err
+			}
+			if ok {
+				return h, nil
+			}
+			continue
+		}
+		if err := d.step(false); err != nil {
+			return ValidatorHistory{}, err
+		}
+	}
+}
+
+// step advances over one member of the top-level object. With buffer set, a
+// "data" array met before the metadata is decoded into d.pending in full.
+// It returns io.EOF when the document is complete.
+func (d *Decoder) step(buffer bool) error {
+	switch d.state {
+	case stateStart:
+		tok, err := d.dec.Token()
+		if err != nil {
+			return d.syntax(err)
+		}
+		if tok != json.Delim('{') {
+			return d.fail(-1, "", "", "the document must be a JSON object")
+		}
+		d.state = stateObject
+		return nil
+	case stateData:
+		// Only reached when buffering: drain the array into pending.
+		for d.state == stateData {
+			h, ok, err := d.entry()
+			if err != nil {
+				return err
+			}
+			if ok {
+				d.pending = append(d.pending, h)
+			}
+		}
+		return nil
+	case stateDone:
+		return io.EOF
+	}
+	tok, err := d.dec.Token()
+	if err != nil {
+		return d.syntax(err)
+	}
+	if tok == json.Delim('}') {
+		if d.meta == nil {
+			return d.fail(-1, "", "", "missing \"metadata\"")
+		}
+		if !d.sawData {
+			return d.fail(-1, "", "", "missing \"data\"")
+		}
+		if _, err := d.dec.Token(); err != io.EOF {
+			return d.fail(-1, "", "", "unexpected data after the document")
+		}
+		d.state = stateDone
+		return io.EOF
+	}
+	key, _ := tok.(string)
+	switch key {
+	case "metadata":
+		if d.meta != nil {
+			return d.fail(-1, "", "metadata", "appears twice")
+		}
+		var raw json.RawMessage
+		if err := d.dec.Decode(&raw); err != nil {
+			return d.syntax(err)
+		}
+		m, err := d.metadata(raw)
+		if err != nil {
+			return err
+		}
+		d.meta = &m
+		return nil
+	case "data":
+		if d.sawData {
+			return d.fail(-1, "", "data", "appears twice")
+		}
+		d.sawData = true
+		tok, err := d.dec.Token()
+		if err != nil {
+			return d.syntax(err)
+		}
+		if tok != json.Delim('[') {
+			return d.fail(-1, "", "data", "must be an array of validator entries")
+		}
+		d.state = stateData
+		if buffer && d.meta == nil {
+			return d.step(true)
+		}
+		return nil
+	default:
+		var skip json.RawMessage
+		if err := d.dec.Decode(&skip); err != nil {
+			return d.syntax(err)
+		}
+		return nil
+	}
+}
+
+type wireMetadata struct {
+	Version json.RawMessage `json:"interchange_format_version"`
+	GVR     json.RawMessage `json:"genesis_validators_root"`
+}
+
+func (d *Decoder) metadata(raw json.RawMessage) (Metadata, error) {
+	if !isObject(raw) {
+		return Metadata{}, d.fail(-1, "", "metadata", "must be an object")
+	}
+	var w wireMetadata
+	if err := json.Unmarshal(raw, &w); err != nil {
+		return Metadata{}, d.fail(-1, "", "metadata", err.Error())
+	}
+	v, err := jsonString(w.Version)
+	if err != nil {
+		return Metadata{}, d.fail(-1, "", "metadata.interchange_format_version", err.Error())
+	}
+	if v != InterchangeFormatVersion {
+		return Metadata{}, d.fail(-1, "", "metadata.interchange_format_version", fmt.Sprintf("%q is not supported (only %q)", v, InterchangeFormatVersion))
+	}
+	var m Metadata
+	m.InterchangeFormatVersion = v
+	if err := parseHexField(w.GVR, m.GenesisValidatorsRoot[:]); err != nil {
+		return Metadata{}, d.fail(-1, "", "metadata.genesis_validators_root", err.Error())
+	}
+	return m, nil
+}
+
+type wireValidator struct {
+	Pubkey             json.RawMessage `json:"pubkey"`
+	SignedBlocks       json.RawMessage `json:"signed_blocks"`
+	SignedAttestations json.RawMessage `json:"signed_attestations"`
+}
+
+type wireBlock struct {
+	Slot        json.RawMessage `json:"slot"`
+	SigningRoot json.RawMessage `json:"signing_root"`
+}
+
+type wireAttestation struct {
+	Source      json.RawMessage `json:"source_epoch"`
+	Target      json.RawMessage `json:"target_epoch"`
+	SigningRoot json.RawMessage `json:"signing_root"`
+}
+
+// entry decodes the next element of "data"; ok=false when the array ended.
+func (d *Decoder) entry() (ValidatorHistory, bool, error) {
+	if !d.dec.More() {
+		if _, err := d.dec.Token(); err != nil { // ']'
+			return ValidatorHistory{}, false, d.syntax(err)
+		}
+		d.state = stateObject
+		return ValidatorHistory{}, false, nil
+	}
+	idx := d.index
+	d.index++
+	var raw json.RawMessage
+	if err := d.dec.Decode(&raw); err != nil {
+		return ValidatorHistory{}, false, d.syntax(err)
+	}
+	if !isObject(raw) {
+		return ValidatorHistory{}, false, d.fail(idx, "", "", "a validator entry must be an object")
+	}
+	var w wireValidator
+	if err := json.Unmarshal(raw, &w); err != nil {
+		return ValidatorHistory{}, false, d.fail(idx, "", "", err.Error())
+	}
+	var h ValidatorHistory
+	pk, _ := jsonString(w.Pubkey)
+	if err := parseHexField(w.Pubkey, h.Pubkey[:]); err != nil {
+		return ValidatorHistory{}, false, d.fail(idx, printable(pk), "pubkey", err.Error())
+	}
+	pk = "0x" + hex.EncodeToString(h.Pubkey[:])
+
+	var blocks []json.RawMessage
+	if err := jsonArray(w.SignedBlocks, &blocks); err != nil {
+		return ValidatorHistory{}, false, d.fail(idx, pk, "signed_blocks", err.Error())
+	}
+	h.SignedBlocks = make([]SignedBlock, 0, len(blocks))
+	for i, rb := range blocks {
+		field := fmt.Sprintf("signed_blocks[%d]", i)
+		if !isObject(rb) {
+			return ValidatorHistory{}, false, d.fail(idx, pk, field, "must be an object")
+		}
+		var wb wireBlock
+		if err := json.Unmarshal(rb, &wb); err != nil {
+			return ValidatorHistory{}, false, d.fail(idx, pk, field, err.Error())
+		}
+		slot, err := parseU64Field(wb.Slot)
+		if err != nil {
+			return ValidatorHistory{}, false, d.fail(idx, pk, field+".slot", err.Error())
+		}
+		root, err := parseRootField(wb.SigningRoot)
+		if err != nil {
+			return ValidatorHistory{}, false, d.fail(idx, pk, field+".signing_root", err.Error())
+		}
+		h.SignedBlocks = append(h.SignedBlocks, SignedBlock{Slot: phase0.Slot(slot), SigningRoot: root})
+	}
+
+	var atts []json.RawMessage
+	if err := jsonArray(w.SignedAttestations, &atts); err != nil {
+		return ValidatorHistory{}, false, d.fail(idx, pk, "signed_attestations", err.Error())
+	}
+	h.SignedAttestations = make([]SignedAttestation, 0, len(atts))
+	for i, ra := range atts {
+		field := fmt.Sprintf("signed_attestations[%d]", i)
+		if !isObject(ra) {
+			return ValidatorHistory{}, false, d.fail(idx, pk, field, "must be an object")
+		}
+		var wa wireAttestation
+		if err := json.Unmarshal(ra, &wa); err != nil {
+			return ValidatorHistory{}, false, d.fail(idx, pk, field, err.Error())
+		}
+		src, err := parseU64Field(wa.Source)
+		if err != nil {
+			return ValidatorHistory{}, false, d.fail(idx, pk, field+".source_epoch", err.Error())
+		}
+		tgt, err := parseU64Field(wa.Target)
+		if err != nil {
+			return ValidatorHistory{}, false, d.fail(idx, pk, field+".target_epoch", err.Error())
+		}
+		root, err := parseRootField(wa.SigningRoot)
+		if err != nil {
+			return ValidatorHistory{}, false, d.fail(idx, pk, field+".signing_root", err.Error())
+		}
+		h.SignedAttestations = append(h.SignedAttestations, SignedAttestation{
+			SourceEpoch: phase0.Epoch(src), TargetEpoch: phase0.Epoch(tgt), SigningRoot: root,
+		})
+	}
+	return h, true, nil
+}
+
+func (d *Decoder) fail(index int, pubkey, field, problem string) error {
+	d.err = &InterchangeError{Index: index, Pubkey: pubkey, Field: field, Problem: problem, Offset: d.dec.InputOffset()}
+	d.state = stateDone
+	d.pending = nil
+	return d.err
+}
+
+func (d *Decoder) syntax(err error) error {
+	idx := -1
+	if d.state == stateData {
+		idx = d.index - 1
+		if idx < 0 {
+			idx = 0
+		}
+	}
+	switch {
+	case err == io.EOF, errors.Is(err, io.ErrUnexpectedEOF):
+		return d.fail(idx, "", "", "unexpected end of document")
+	}
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		d.err = &InterchangeError{Index: idx, Problem: "malformed JSON: " + se.Error(), Offset: se.Offset}
+		d.state = stateDone
+		d.pending = nil
+		return d.err
+	}
+	var ue *json.UnmarshalTypeError
+	if errors.As(err, &ue) {
+		return d.fail(idx, "", "", "malformed JSON: "+ue.Error())
+	}
+	// A read error from the underlying reader is not a document problem.
+	d.err = fmt.Errorf("reading interchange document: %w", err)
+	d.state = stateDone
+	return d.err
+}
+
+func isObject(raw json.RawMessage) bool {
+	raw = bytes.TrimLeft(raw, " \t\r\n")
+	return len(raw) > 0 && raw[0] == '{'
+}
+
+func missing(raw json.RawMessage) bool {
+	return len(raw) == 0
+}
+
+func isNull(raw json.RawMessage) bool {
+	return string(bytes.TrimSpace(raw)) == "null"
+}
+
+var (
+	errMissing   = errors.New("missing")
+	errNotString = errors.New("must be a string")
+)
+
+func jsonString(raw json.RawMessage) (string, error) {
+	if missing(raw) || isNull(raw) {
+		return "", errMissing
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", errNotString
+	}
+	return s, nil
+}
+
+func jsonArray(raw json.RawMessage, out *[]json.RawMessage) error {
+	if missing(raw) || isNull(raw) {
+		return errMissing
+	}
+	trimmed := bytes.TrimLeft(raw, " \t\r\n")
+	if len(trimmed) == 0 || trimmed[0] != '[' {
+		return errors.New("must be an array")
+	}
+	return json.Unmarshal(raw, out)
+}
+
+// parseU64Field parses a u64 written as a JSON string of decimal digits.
+func parseU64Field(raw json.RawMessage) (uint64, error) {
+	s, err := jsonString(raw)
+	if err != nil {
+		if err == errNotString {
+			return 0, errors.New("must be a decimal string (a quoted unsigned integer)")
+		}
+		return 0, err
+	}
+	return ParseDecimalU64(s)
+}
+
+// ParseDecimalU64 parses the EIP-3076 representation of a u64: one or more
+// ASCII decimal digits, no sign, at most 2^64-1.
+func ParseDecimalU64(s string) (uint64, error) {
+	if s == "" {
+		return 0, errors.New("empty decimal string")
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, fmt.Errorf("%q is not a decimal unsigned integer", printable(s))
+		}
+	}
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%q is out of range for a u64", printable(s))
+	}
+	return v, nil
+}
+
+func parseHexField(raw json.RawMessage, out []byte) error {
+	s, err := jsonString(raw)
+	if err != nil {
+		return err
+	}
+	return ParseHex(s, out)
+}
+
+// ParseHex decodes a 0x-prefixed hex string of exactly len(out) bytes.
+func ParseHex(s string, out []byte) error {
+	if !strings.HasPrefix(s, "0x") && !strings.HasPrefix(s, "0X") {
+		return fmt.Errorf("%q must be 0x-prefixed hex", printable(s))
+	}
+	h := s[2:]
+	if len(h) != 2*len(out) {
+		return fmt.Errorf("%q must be %d bytes of hex, got %d characters", printable(s), len(out), len(h))
+	}
+	if _, err := hex.Decode(out, []byte(h)); err != nil {
+		return fmt.Errorf("%q is not valid hex", printable(s))
+	}
+	return nil
+}
+
+func parseRootField(raw json.RawMessage) (*phase0.Root, error) {
+	if missing(raw) || isNull(raw) {
+		return nil, nil
+	}
+	var r phase0.Root
+	if err := parseHexField(raw, r[:]); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// printable shortens and sanitises an input value for an error message.
+func printable(s string) string {
+	const limit = 120
+	if len(s) > limit {
+		s = s[:limit] + "…"
+	}
+	return strings.ToValidUTF8(s, "?")
+}
+
+// Encoder writes an EIP-3076 (v5) interchange document as a stream: the
+// metadata when created, then one validator entry per Encode call, and the
+// closing brackets on Close. The output is compact JSON with one validator
+// entry per line.
+type Encoder struct {
+	w       *bufio.Writer
+	entries int
+	closed  bool
+	err     error
+	buf     []byte
+}
+
+// NewEncoder writes the document header for m (an empty format version
+// means InterchangeFormatVersion) and returns an encoder for the entries.
+func NewEncoder(w io.Writer, m Metadata) (*Encoder, error) {
+	if m.InterchangeFormatVersion == "" {
+		m.InterchangeFormatVersion = InterchangeFormatVersion
+	}
+	if m.InterchangeFormatVersion != InterchangeFormatVersion {
+		return nil, fmt.Errorf("%w: cannot write format version %q (only %q)", ErrInterchange, m.InterchangeFormatVersion, InterchangeFormatVersion)
+	}
+	e := &Encoder{w: bufio.NewWriterSize(w, 64<<10)}
+	_, e.err = fmt.Fprintf(e.w, `{"metadata":{"interchange_format_version":%q,"genesis_validators_root":"0x%x"},"data":[`,
+		m.InterchangeFormatVersion, m.GenesisValidatorsRoot[:])
+	if e.err != nil {
+		return nil, e.err
+	}
+	return e, nil
+}
+
+// Encode writes one validator entry.
+func (e *Encoder) Encode(h ValidatorHistory) error {
+	if e.err != nil {
+		return e.err
+	}
+	if e.closed {
+		return errors.New("interchange encoder: Encode after Close")
+	}
+	b := e.buf[:0]
+	if e.entries > 0 {
+		b = append(b, ',')
+	}
+	b = append(b, "\n{\"pubkey\":\"0x"...)
+	b = hex.AppendEncode(b, h.Pubkey[:])
+	b = append(b, "\",\"signed_blocks\":["...)
+	for i, sb := range h.SignedBlocks {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, "{\"slot\":\""...)
+		b = strconv.AppendUint(b, uint64(sb.Slot), 10)
+		b = append(b, '"')
+		b = appendRoot(b, sb.SigningRoot)
+		b = append(b, '}')
+	}
+	b = append(b, "],\"signed_attestations\":["...)
+	for i, sa := range h.SignedAttestations {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, "{\"source_epoch\":\""...)
+		b = strconv.AppendUint(b, uint64(sa.SourceEpoch), 10)
+		b = append(b, "\",\"target_epoch\":\""...)
+		b = strconv.AppendUint(b, uint64(sa.TargetEpoch), 10)
+		b = append(b, '"')
+		b = appendRoot(b, sa.SigningRoot)
+		b = append(b, '}')
+	}
+	b = append(b, "]}"...)
+	e.buf = b
+	if _, err := e.w.Write(b); err != nil {
+		e.err = err
+		return err
+	}
+	e.entries++
+	return nil
+}
+
+func appendRoot(b []byte, r *phase0.Root) []byte {
+	if r == nil {
+		return b
+	}
+	b = append(b, ",\"signing_root\":\"0x"...)
+	b = hex.AppendEncode(b, r[:])
+	return append(b, '"')
+}
+
+// Close ends the document and flushes it. It does not close the writer.
+func (e *Encoder) Close() error {
+	if e.err != nil {
+		return e.err
+	}
+	if e.closed {
+		return nil
+	}
+	e.closed = true
+	if _, err := e.w.WriteString("\n]}\n"); err != nil {
+		e.err = err
+		return err
+	}
+	if err := e.w.Flush(); err != nil {
+		e.err = err
+		return err
+	}
+	return nil
+}
+
+// ImportOptions tunes Import.
+type ImportOptions struct {
+	// GenesisValidatorsRoot, when set, is the root of the network this node
+	// runs on: a document for another network is refused even when the
+	// database has no root pinned yet.
+	GenesisValidatorsRoot *phase0.Root
+	// Pubkeys, when non-nil, limits the import to these keys (the keymanager
+	// API imports only the keys it is importing); other entries are skipped.
+	// A non-nil empty slice imports nothing.
+	Pubkeys []phase0.BLSPubKey
+	// Progress, when set, is called after each entry is imported or skipped.
+	Progress func(ImportProgress)
+}
+
+// ImportProgress reports how far an import got.
+type ImportProgress struct {
+	Entries    int   // entries of "data" read so far
+	Imported   int   // entries imported so far
+	Skipped    int   // entries skipped by the pubkey filter so far
+	BytesRead  int64 // bytes of the document consumed so far
+	LastPubkey phase0.BLSPubKey
+}
+
+// ImportResult summarises an import. On error it counts what was imported
+// before the error (those validators are committed).
+type ImportResult struct {
+	GenesisValidatorsRoot phase0.Root
+	Entries               int // entries read from "data"
+	Imported              int // entries imported (one transaction each)
+	Skipped               int // entries skipped by the pubkey filter
+	Blocks                int // block records in the imported entries
+	Attestations          int // attestation records in the imported entries
+}
+
+// Import reads an interchange document from r and merges it into store, one
+// validator entry per transaction (store.ImportValidator). The genesis
+// validators root is checked before anything is imported: a document whose
+// root differs from opts.GenesisValidatorsRoot or from the root pinned in the
+// store is refused whole (ErrInterchange).
+//
+// Entries are validated as they are read. If entry N is malformed (or the
+// store fails), the import stops there and returns the error; entries before
+// N stay imported. That is safe: an import only ever adds history and so only
+// adds refusals, and importing the corrected document again is idempotent.
+// The same pubkey may appear in several entries; each is merged in turn.
+// The genesis validators root is pinned by the first imported entry: a
+// document without entries (or with every entry filtered out) pins nothing.
+func Import(ctx context.Context, store Store, r io.Reader, opts ImportOptions) (ImportResult, error) {
+	var res ImportResult
+	cr := &countingReader{r: r}
+	dec := NewDecoder(cr)
+	meta, err := dec.Metadata()
+	if err != nil {
+		return res, err
+	}
+	res.GenesisValidatorsRoot = meta.GenesisValidatorsRoot
+	if want := opts.GenesisValidatorsRoot; want != nil && *want != meta.GenesisValidatorsRoot {
+		return res, &InterchangeError{Index: -1, Field: "metadata.genesis_validators_root",
+			Problem: fmt.Sprintf("%#x is not this network's genesis validators root %#x", meta.GenesisValidatorsRoot[:], want[:])}
+	}
+	pinned, ok, err := store.GenesisValidatorsRoot(ctx)
+	if err != nil {
+		return res, err
+	}
+	if ok && pinned != meta.GenesisValidatorsRoot {
+		return res, &InterchangeError{Index: -1, Field: "metadata.genesis_validators_root",
+			Problem: fmt.Sprintf("%#x does not match the database's genesis validators root %#x", meta.GenesisValidatorsRoot[:], pinned[:])}
+	}
+	var filter map[phase0.BLSPubKey]struct{}
+	if opts.Pubkeys != nil {
+		filter = make(map[phase0.BLSPubKey]struct{}, len(opts.Pubkeys))
+		for _, pk := range opts.Pubkeys {
+			filter[pk] = struct{}{}
+		}
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		h, err := dec.Next()
+		if err == io.EOF {
+			return res, nil
+		}
+		if err != nil {
+			return res, err
+		}
+		res.Entries++
+		if _, want := filter[h.Pubkey]; filter == nil || want {
+			if err := store.ImportValidator(ctx, meta.GenesisValidatorsRoot, h); err != nil {
+				return res, fmt.Errorf("importing data[%d] (pubkey %#x): %w", res.Entries-1, h.Pubkey[:], err)
+			}
+			res.Imported++
+			res.Blocks += len(h.SignedBlocks)
+			res.Attestations += len(h.SignedAttestations)
+		} else {
+			res.Skipped++
+		}
+		if opts.Progress != nil {
+			opts.Progress(ImportProgress{Entries: res.Entries, Imported: res.Imported, Skipped: res.Skipped,
+				BytesRead: cr.n, LastPubkey: h.Pubkey})
+		}
+	}
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// Export writes the history of pubkeys (all keys with history when nil) as an
+// interchange document, with the genesis validators root pinned in the
+// store. A store with no root pinned has no history; Export then returns
+// ErrNoGenesisValidatorsRoot and writes nothing (Web3Signer's CLI refuses
+// likewise) — writing a made-up root would produce a document that pins the
+// wrong network wherever it is imported. Use ExportWithRoot when the
+// network's root is known.
+func Export(ctx context.Context, store Store, w io.Writer, pubkeys []phase0.BLSPubKey) error {
+	gvr, ok, err := store.GenesisValidatorsRoot(ctx)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return ErrNoGenesisValidatorsRoot
+	}
+	return export(ctx, store, w, gvr, pubkeys)
+}
+
+// ExportWithRoot is Export for a caller that knows the network's genesis
+// validators root (the keymanager API): the document carries gvr even when
+// the store has none pinned (and then simply has no entries with history).
+// A store pinned to another root is an error.
+func ExportWithRoot(ctx context.Context, store Store, w io.Writer, gvr phase0.Root, pubkeys []phase0.BLSPubKey) error {
+	pinned, ok, err := store.GenesisValidatorsRoot(ctx)
+	if err != nil {
+		return err
+	}
+	if ok && pinned != gvr {
+		return fmt.Errorf("%w: export for genesis validators root %#x requested, the database is pinned to %#x", ErrInterchange, gvr[:], pinned[:])
+	}
+	return export(ctx, store, w, gvr, pubkeys)
+}
+
+func export(ctx context.Context, store Store, w io.Writer, gvr phase0.Root, pubkeys []phase0.BLSPubKey) error {
+	enc, err := NewEncoder(w, Metadata{InterchangeFormatVersion: InterchangeFormatVersion, GenesisValidatorsRoot: gvr})
+	if err != nil {
+		return err
+	}
+	if err := store.ExportValidators(ctx, pubkeys, enc.Encode); err != nil {
+		return err
+	}
+	return enc.Close()
+}

@@ -1,0 +1,498 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/attestantio/go-eth2-client/spec/phase0"
+	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
+
+	"github.com/vigil-signer/vigil/slashing"
+)
+
+var _ slashing.Store = (*Store)(nil)
+
+// Options tunes the store. The zero value is the recommended configuration.
+type Options struct {
+	// BusyTimeout is how long a transaction waits for the write lock held by
+	// another process (default 5s).
+	BusyTimeout time.Duration
+	// MaxBatch is the largest number of sign requests committed in one
+	// transaction (group commit; default 128). 1 disables grouping.
+	MaxBatch int
+	// ReadConnections is the size of the read-only connection pool used by
+	// GenesisValidatorsRoot, ExportValidators and Ping (default 4).
+	ReadConnections int
+	// SkipIntegrityCheck skips SQLite's quick_check at Open. The check reads
+	// the whole file (about a second per few hundred MB); skip it only where
+	// startup time matters more than finding a damaged file early.
+	SkipIntegrityCheck bool
+}
+
+// Validate reports the first bad field.
+func (o Options) Validate() error {
+	switch {
+	case o.BusyTimeout < 0:
+		return errors.New("sqlite: Options.BusyTimeout must not be negative")
+	case o.MaxBatch < 0:
+		return errors.New("sqlite: Options.MaxBatch must not be negative")
+	case o.ReadConnections < 0:
+		return errors.New("sqlite: Options.ReadConnections must not be negative")
+	}
+	return nil
+}
+
+func (o Options) withDefaults() Options {
+	if o.BusyTimeout == 0 {
+		o.BusyTimeout = 5 * time.Second
+	}
+	if o.MaxBatch == 0 {
+		o.MaxBatch = 128
+	}
+	if o.ReadConnections == 0 {
+		o.ReadConnections = 4
+	}
+	return o
+}
+
+// Stats are cumulative counters of a store (for metrics and benchmarks).
+type Stats struct {
+	// Commits is the number of write transactions committed.
+	Commits uint64
+	// SignRequests is the number of sign requests answered from a committed
+	// transaction (accepted, repeated or refused).
+	SignRequests uint64
+	// Recorded is the number of new block and attestation records signed.
+	Recorded uint64
+}
+
+// Store is the SQLite slashing-protection store. Safe for concurrent use.
+type Store struct {
+	path string
+	opts Options
+	wdb  *sql.DB // exactly one connection, used by the writer goroutine (and migrations)
+	rdb  *sql.DB // read-only pool
+	st   statements
+
+	reqs       chan *request
+	closing    chan struct{}
+	writerDone chan struct{}
+	closeOnce  sync.Once
+	closeErr   error
+	closed     atomic.Bool
+
+	gvr atomic.Pointer[phase0.Root] // pinned root, once known
+
+	commits, signRequests, recorded atomic.Uint64
+}
+
+// Open opens (creating if needed) the database at path, checks that it is a
+// healthy Vigil database, runs the embedded migrations, and starts the writer.
+func Open(ctx context.Context, path string, opts Options) (*Store, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	opts = opts.withDefaults()
+	if path == "" {
+		return nil, errors.New("sqlite: empty database path")
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	if fi, err := os.Stat(abs); err == nil && fi.IsDir() {
+		return nil, fmt.Errorf("sqlite: %s is a directory", abs)
+	}
+	base := "file:" + (&url.URL{Path: abs}).EscapedPath()
+	busy := fmt.Sprintf("_busy_timeout=%d", opts.BusyTimeout.Milliseconds())
+	wdb, err := sql.Open("sqlite3", base+"?_journal_mode=WAL&_synchronous=FULL&_foreign_keys=1&_txlock=immediate&"+busy)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	wdb.SetMaxOpenConns(1)
+	wdb.SetMaxIdleConns(1)
+	wdb.SetConnMaxLifetime(0)
+	wdb.SetConnMaxIdleTime(0)
+	s := &Store{path: abs, opts: opts, wdb: wdb}
+	if err := s.open(ctx, base, busy); err != nil {
+		_ = wdb.Close()
+		if s.rdb != nil {
+			_ = s.rdb.Close()
+		}
+		return nil, fmt.Errorf("sqlite: opening %s: %w", abs, err)
+	}
+	s.reqs = make(chan *request, 2*opts.MaxBatch)
+	s.closing = make(chan struct{})
+	s.writerDone = make(chan struct{})
+	go s.writer()
+	return s, nil
+}
+
+func (s *Store) open(ctx context.Context, base, busy string) error {
+	if err := s.wdb.PingContext(ctx); err != nil {
+		return classifyOpenError("connecting", err)
+	}
+	var mode string
+	if err := s.wdb.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return classifyOpenError("reading journal_mode", err)
+	}
+	if !strings.EqualFold(mode, "wal") {
+		return fmt.Errorf("%w: journal_mode is %q, WAL could not be enabled (network file system?)", slashing.ErrUnavailable, mode)
+	}
+	var sync int
+	if err := s.wdb.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&sync); err != nil {
+		return classifyOpenError("reading synchronous", err)
+	}
+	if sync < 2 { // 2 = FULL, 3 = EXTRA
+		return fmt.Errorf("%w: synchronous is %d, want FULL (2)", slashing.ErrUnavailable, sync)
+	}
+	if err := checkOwnership(ctx, s.wdb); err != nil {
+		return err
+	}
+	if !s.opts.SkipIntegrityCheck {
+		if err := quickCheck(ctx, s.wdb); err != nil {
+			return err
+		}
+	}
+	if err := migrate(ctx, s.wdb); err != nil {
+		return err
+	}
+	rdb, err := sql.Open("sqlite3", base+"?_query_only=1&"+busy)
+	if err != nil {
+		return err
+	}
+	rdb.SetMaxOpenConns(s.opts.ReadConnections)
+	rdb.SetMaxIdleConns(s.opts.ReadConnections)
+	s.rdb = rdb
+	if err := rdb.PingContext(ctx); err != nil {
+		return classifyOpenError("connecting (read pool)", err)
+	}
+	if err := s.st.prepare(ctx, s.wdb); err != nil {
+		return classifyOpenError("preparing statements", err)
+	}
+	if root, ok, err := s.GenesisValidatorsRoot(ctx); err != nil {
+		return err
+	} else if ok {
+		s.gvr.Store(&root)
+	}
+	return nil
+}
+
+func quickCheck(ctx context.Context, db *sql.DB) error {
+	rows, err := db.QueryContext(ctx, "PRAGMA quick_check(5)")
+	if err != nil {
+		return classifyOpenError("integrity check", err)
+	}
+	defer rows.Close()
+	var problems []string
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			return classifyOpenError("integrity check", err)
+		}
+		if line != "ok" {
+			problems = append(problems, line)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return classifyOpenError("integrity check", err)
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%w (%w): integrity check failed: %s", ErrCorrupt, slashing.ErrUnavailable, strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// Path is the absolute path of the database file.
+func (s *Store) Path() string { return s.path }
+
+// Stats returns the store's cumulative counters.
+func (s *Store) Stats() Stats {
+	return Stats{Commits: s.commits.Load(), SignRequests: s.signRequests.Load(), Recorded: s.recorded.Load()}
+}
+
+// Close stops the writer after the transaction in progress, answers queued
+// requests with ErrUnavailable and closes the database. Safe to call twice.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.closed.Store(true)
+		close(s.closing)
+		<-s.writerDone
+		s.st.close()
+		s.closeErr = errors.Join(s.wdb.Close(), s.rdb.Close())
+	})
+	return s.closeErr
+}
+
+// Ping checks the store is open and the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if s.closed.Load() {
+		return unavailable("ping", errClosed)
+	}
+	var one int
+	if err := s.rdb.QueryRowContext(ctx, "SELECT 1 FROM schema_version").Scan(&one); err != nil {
+		return unavailable("ping", err)
+	}
+	return nil
+}
+
+// GenesisValidatorsRoot returns the pinned root, ok=false if none yet.
+func (s *Store) GenesisValidatorsRoot(ctx context.Context) (phase0.Root, bool, error) {
+	if r := s.gvr.Load(); r != nil {
+		return *r, true, nil
+	}
+	if s.closed.Load() {
+		return phase0.Root{}, false, unavailable("reading the genesis validators root", errClosed)
+	}
+	var b []byte
+	err := s.rdb.QueryRowContext(ctx, "SELECT genesis_validators_root FROM metadata WHERE id = 1").Scan(&b)
+	if err == sql.ErrNoRows {
+		return phase0.Root{}, false, nil
+	}
+	if err != nil {
+		return phase0.Root{}, false, unavailable("reading the genesis validators root", err)
+	}
+	var r phase0.Root
+	if len(b) != len(r) {
+		return phase0.Root{}, false, fmt.Errorf("%w: stored genesis validators root has %d bytes", slashing.ErrUnavailable, len(b))
+	}
+	copy(r[:], b)
+	s.gvr.Store(&r)
+	return r, true, nil
+}
+
+// SignBlock checks b against the key's history and records it (see the
+// package doc for durability and batching).
+func (s *Store) SignBlock(ctx context.Context, b slashing.Block) error {
+	return s.submit(ctx, &request{ctx: ctx, block: &b})
+}
+
+// SignAttestation checks a against the key's history and records it.
+func (s *Store) SignAttestation(ctx context.Context, a slashing.Attestation) error {
+	return s.submit(ctx, &request{ctx: ctx, att: &a})
+}
+
+// SetEnabled enables or disables signing for a key (registering it if new).
+func (s *Store) SetEnabled(ctx context.Context, pubkey phase0.BLSPubKey, enabled bool) error {
+	return s.submit(ctx, &request{ctx: ctx, exclusive: func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.StmtContext(ctx, s.st.setEnabled).ExecContext(ctx, pubkey[:], enabled)
+		return err
+	}})
+}
+
+// ImportValidator merges one validator's history in one transaction.
+// Blocks and votes are upserted with slashing.MergeBlock/MergeAttestation
+// semantics (written in SQL); low watermarks come from
+// slashing.ImportWatermarks and are set only where the key has none.
+func (s *Store) ImportValidator(ctx context.Context, gvr phase0.Root, h slashing.ValidatorHistory) error {
+	var pinned bool
+	err := s.submit(ctx, &request{ctx: ctx, exclusive: func(ctx context.Context, tx *sql.Tx) error {
+		var stored []byte
+		switch err := tx.StmtContext(ctx, s.st.getGVR).QueryRowContext(ctx).Scan(&stored); {
+		case err == sql.ErrNoRows:
+			if _, err := tx.StmtContext(ctx, s.st.pinGVR).ExecContext(ctx, gvr[:]); err != nil {
+				return err
+			}
+			pinned = true
+		case err != nil:
+			return err
+		case phase0.Root(stored) != gvr:
+			return fmt.Errorf("%w: genesis validators root %#x does not match the database's %#x", slashing.ErrInterchange, gvr[:], stored)
+		}
+		id, _, err := s.validator(ctx, tx, h.Pubkey)
+		if err != nil {
+			return err
+		}
+		ib := tx.StmtContext(ctx, s.st.importBlock)
+		for _, b := range h.SignedBlocks {
+			if _, err := ib.ExecContext(ctx, id, enc(uint64(b.Slot)), rootArg(b.SigningRoot)); err != nil {
+				return err
+			}
+		}
+		ia := tx.StmtContext(ctx, s.st.importAttestation)
+		for _, a := range h.SignedAttestations {
+			if _, err := ia.ExecContext(ctx, id, enc(uint64(a.TargetEpoch)), enc(uint64(a.SourceEpoch)), rootArg(a.SigningRoot)); err != nil {
+				return err
+			}
+		}
+		lw := slashing.ImportWatermarks(h)
+		if lw.Slot != nil {
+			if _, err := tx.StmtContext(ctx, s.st.setBlockLW).ExecContext(ctx, id, enc(uint64(*lw.Slot))); err != nil {
+				return err
+			}
+		}
+		if w := lw.Attestation; w != nil {
+			if _, err := tx.StmtContext(ctx, s.st.setAttLW).ExecContext(ctx, id, enc(uint64(w.Source)), enc(uint64(w.Target))); err != nil {
+				return err
+			}
+		}
+		return nil
+	}})
+	if err == nil && pinned {
+		r := gvr
+		s.gvr.CompareAndSwap(nil, &r)
+	}
+	return err
+}
+
+// ExportValidators calls fn for each validator with history (or with a low
+// watermark), in pubkey order, from one consistent snapshot. The entries
+// follow slashing.ExportHistory: nothing below the low watermarks.
+func (s *Store) ExportValidators(ctx context.Context, pubkeys []phase0.BLSPubKey, fn func(slashing.ValidatorHistory) error) error {
+	if s.closed.Load() {
+		return unavailable("export", errClosed)
+	}
+	tx, err := s.rdb.BeginTx(ctx, nil)
+	if err != nil {
+		return unavailable("export", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+
+	type key struct {
+		id     int64
+		pubkey phase0.BLSPubKey
+	}
+	var keys []key
+	if pubkeys == nil {
+		rows, err := tx.QueryContext(ctx, "SELECT id, pubkey FROM validators ORDER BY pubkey")
+		if err != nil {
+			return unavailable("export", err)
+		}
+		for rows.Next() {
+			var k key
+			var pk []byte
+			if err := rows.Scan(&k.id, &pk); err != nil {
+				rows.Close()
+				return unavailable("export", err)
+			}
+			copy(k.pubkey[:], pk)
+			keys = append(keys, k)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return unavailable("export", err)
+		}
+	} else {
+		sorted := slices.Clone(pubkeys)
+		slices.SortFunc(sorted, slashing.ComparePubkeys)
+		sorted = slices.Compact(sorted)
+		for _, pk := range sorted {
+			var id int64
+			err := tx.QueryRowContext(ctx, "SELECT id FROM validators WHERE pubkey = ?", pk[:]).Scan(&id)
+			if err == sql.ErrNoRows {
+				continue
+			}
+			if err != nil {
+				return unavailable("export", err)
+			}
+			keys = append(keys, key{id: id, pubkey: pk})
+		}
+	}
+	for _, k := range keys {
+		h, ok, err := exportOne(ctx, tx, k.id, k.pubkey)
+		if err != nil {
+			return unavailable("export", err)
+		}
+		if !ok {
+			continue
+		}
+		if err := fn(h); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func exportOne(ctx context.Context, tx *sql.Tx, id int64, pubkey phase0.BLSPubKey) (slashing.ValidatorHistory, bool, error) {
+	var lw slashing.LowWatermarks
+	var slot, src, tgt sql.NullInt64
+	switch err := tx.QueryRowContext(ctx, "SELECT slot, source_epoch, target_epoch FROM low_watermarks WHERE validator_id = ?", id).Scan(&slot, &src, &tgt); {
+	case err == sql.ErrNoRows:
+	case err != nil:
+		return slashing.ValidatorHistory{}, false, err
+	default:
+		lw = watermarks(slot, src, tgt)
+	}
+	var blocks []slashing.SignedBlock
+	rows, err := tx.QueryContext(ctx, "SELECT slot, signing_root FROM signed_blocks WHERE validator_id = ? ORDER BY slot", id)
+	if err != nil {
+		return slashing.ValidatorHistory{}, false, err
+	}
+	for rows.Next() {
+		var s int64
+		var r []byte
+		if err := rows.Scan(&s, &r); err != nil {
+			rows.Close()
+			return slashing.ValidatorHistory{}, false, err
+		}
+		blocks = append(blocks, slashing.SignedBlock{Slot: phase0.Slot(dec(s)), SigningRoot: rootFrom(r)})
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return slashing.ValidatorHistory{}, false, err
+	}
+	var atts []slashing.SignedAttestation
+	rows, err = tx.QueryContext(ctx, "SELECT source_epoch, target_epoch, signing_root FROM signed_attestations WHERE validator_id = ? ORDER BY target_epoch", id)
+	if err != nil {
+		return slashing.ValidatorHistory{}, false, err
+	}
+	for rows.Next() {
+		var s, t int64
+		var r []byte
+		if err := rows.Scan(&s, &t, &r); err != nil {
+			rows.Close()
+			return slashing.ValidatorHistory{}, false, err
+		}
+		atts = append(atts, slashing.SignedAttestation{SourceEpoch: phase0.Epoch(dec(s)), TargetEpoch: phase0.Epoch(dec(t)), SigningRoot: rootFrom(r)})
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return slashing.ValidatorHistory{}, false, err
+	}
+	if len(blocks) == 0 && len(atts) == 0 && lw.Slot == nil && lw.Attestation == nil {
+		return slashing.ValidatorHistory{}, false, nil
+	}
+	return slashing.ExportHistory(pubkey, lw, blocks, atts), true, nil
+}
+
+func watermarks(slot, src, tgt sql.NullInt64) slashing.LowWatermarks {
+	var lw slashing.LowWatermarks
+	if slot.Valid {
+		s := phase0.Slot(dec(slot.Int64))
+		lw.Slot = &s
+	}
+	if src.Valid && tgt.Valid {
+		lw.Attestation = &slashing.AttestationWatermark{Source: phase0.Epoch(dec(src.Int64)), Target: phase0.Epoch(dec(tgt.Int64))}
+	}
+	return lw
+}
+
+// enc maps a u64 onto int64 preserving order (see the schema); dec inverts it.
+func enc(v uint64) int64 { return int64(v ^ (1 << 63)) }
+func dec(v int64) uint64 { return uint64(v) ^ (1 << 63) }
+
+func rootArg(r *phase0.Root) any {
+	if r == nil {
+		return nil
+	}
+	return r[:]
+}
+
+func rootFrom(b []byte) *phase0.Root {
+	if b == nil {
+		return nil
+	}
+	var r phase0.Root
+	copy(r[:], b)
+	return &r
+}
