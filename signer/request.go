@@ -1,0 +1,504 @@
+package signer
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	apiv1 "github.com/attestantio/go-eth2-client/api/v1"
+	"github.com/attestantio/go-eth2-client/spec/altair"
+	"github.com/attestantio/go-eth2-client/spec/electra"
+	"github.com/attestantio/go-eth2-client/spec/phase0"
+)
+
+// Type is a signing request type of the remote-signing API (Web3Signer's ArtifactType).
+type Type string
+
+// The request types. Names are matched case-insensitively when decoding.
+const (
+	TypeBlock                     Type = "BLOCK"
+	TypeBlockV2                   Type = "BLOCK_V2"
+	TypeAttestation               Type = "ATTESTATION"
+	TypeAggregationSlot           Type = "AGGREGATION_SLOT"
+	TypeAggregateAndProof         Type = "AGGREGATE_AND_PROOF"
+	TypeAggregateAndProofV2       Type = "AGGREGATE_AND_PROOF_V2"
+	TypeRandaoReveal              Type = "RANDAO_REVEAL"
+	TypeVoluntaryExit             Type = "VOLUNTARY_EXIT"
+	TypeDeposit                   Type = "DEPOSIT"
+	TypeSyncCommitteeMessage      Type = "SYNC_COMMITTEE_MESSAGE"
+	TypeSyncCommitteeSelection    Type = "SYNC_COMMITTEE_SELECTION_PROOF"
+	TypeSyncCommitteeContribution Type = "SYNC_COMMITTEE_CONTRIBUTION_AND_PROOF"
+	TypeValidatorRegistration     Type = "VALIDATOR_REGISTRATION"
+)
+
+// Types lists every supported request type.
+var Types = []Type{
+	TypeBlock, TypeBlockV2, TypeAttestation, TypeAggregationSlot, TypeAggregateAndProof,
+	TypeAggregateAndProofV2, TypeRandaoReveal, TypeVoluntaryExit, TypeDeposit,
+	TypeSyncCommitteeMessage, TypeSyncCommitteeSelection, TypeSyncCommitteeContribution,
+	TypeValidatorRegistration,
+}
+
+// ForkInfo is the request's fork_info: the fork around the message's epoch and the chain's
+// genesis validators root.
+type ForkInfo struct {
+	Fork                  phase0.Fork
+	GenesisValidatorsRoot phase0.Root
+}
+
+// Deposit is the DEPOSIT payload: a DepositMessage plus the fork version its domain uses.
+type Deposit struct {
+	Pubkey                phase0.BLSPubKey
+	WithdrawalCredentials [32]byte
+	Amount                phase0.Gwei
+	GenesisForkVersion    phase0.Version
+}
+
+// SyncCommitteeMessage is the SYNC_COMMITTEE_MESSAGE payload.
+type SyncCommitteeMessage struct {
+	BeaconBlockRoot phase0.Root
+	Slot            phase0.Slot
+}
+
+// Request is one decoded signing request. Exactly the payload field(s) that belong to Type are
+// set; Decode guarantees it.
+type Request struct {
+	Type        Type
+	SigningRoot *phase0.Root // as supplied by the caller; never trusted
+	ForkInfo    *ForkInfo    // nil for DEPOSIT and VALIDATOR_REGISTRATION
+
+	// Version is the fork name of a BLOCK_V2 or a versioned AGGREGATE_AND_PROOF(_V2) (empty when
+	// the request did not carry one).
+	Version string
+
+	Block            *phase0.BeaconBlock       // BLOCK; BLOCK_V2 PHASE0 full block
+	AltairBlock      *altair.BeaconBlock       // BLOCK_V2 ALTAIR full block
+	BlockHeader      *phase0.BeaconBlockHeader // BLOCK_V2 header form
+	Attestation      *phase0.AttestationData
+	Slot             *phase0.Slot  // AGGREGATION_SLOT
+	Epoch            *phase0.Epoch // RANDAO_REVEAL
+	Aggregate        *phase0.AggregateAndProof
+	AggregateElectra *electra.AggregateAndProof
+	VoluntaryExit    *phase0.VoluntaryExit
+	Deposit          *Deposit
+	SyncMessage      *SyncCommitteeMessage
+	SyncSelection    *altair.SyncAggregatorSelectionData
+	Contribution     *altair.ContributionAndProof
+	Registration     *apiv1.ValidatorRegistration
+}
+
+// wireRequest is the JSON body. Payload fields are decoded in a second step, by type.
+type wireRequest struct {
+	Type              json.RawMessage `json:"type"`
+	SigningRoot       json.RawMessage `json:"signing_root"`
+	SigningRootCamel  json.RawMessage `json:"signingRoot"`
+	ForkInfo          json.RawMessage `json:"fork_info"`
+	Block             json.RawMessage `json:"block"`
+	BeaconBlock       json.RawMessage `json:"beacon_block"`
+	Attestation       json.RawMessage `json:"attestation"`
+	AggregationSlot   json.RawMessage `json:"aggregation_slot"`
+	AggregateAndProof json.RawMessage `json:"aggregate_and_proof"`
+	VoluntaryExit     json.RawMessage `json:"voluntary_exit"`
+	RandaoReveal      json.RawMessage `json:"randao_reveal"`
+	Deposit           json.RawMessage `json:"deposit"`
+	SyncMessage       json.RawMessage `json:"sync_committee_message"`
+	SyncSelection     json.RawMessage `json:"sync_aggregator_selection_data"`
+	Contribution      json.RawMessage `json:"contribution_and_proof"`
+	Registration      json.RawMessage `json:"validator_registration"`
+}
+
+// DecodeRequest parses a JSON signing request body. Every failure wraps ErrInvalidRequest and
+// says which field is wrong. Unknown fields are ignored; the type is matched case-insensitively;
+// signing_root and signingRoot are both accepted (they must agree if both are given).
+func DecodeRequest(body []byte) (*Request, error) {
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 {
+		return nil, invalid("empty body: expected a JSON object")
+	}
+	if body[0] != '{' {
+		return nil, invalid("body is not a JSON object")
+	}
+	var w wireRequest
+	if err := json.Unmarshal(body, &w); err != nil {
+		return nil, invalid("malformed JSON: %s", describeJSONError(err))
+	}
+	if missing(w.Type) {
+		return nil, invalid("field type is missing")
+	}
+	var ts string
+	if err := json.Unmarshal(w.Type, &ts); err != nil {
+		return nil, invalid("field type: want a string, got %s", jsonKind(w.Type))
+	}
+	r := &Request{Type: Type(strings.ToUpper(strings.TrimSpace(ts)))}
+	known := false
+	for _, t := range Types {
+		known = known || t == r.Type
+	}
+	if !known {
+		return nil, invalid("unknown type %q", truncate(ts))
+	}
+
+	var err error
+	if r.SigningRoot, err = decodeRoots(w.SigningRoot, w.SigningRootCamel); err != nil {
+		return nil, err
+	}
+	if r.Type != TypeDeposit && r.Type != TypeValidatorRegistration {
+		if missing(w.ForkInfo) {
+			return nil, invalid("field fork_info is missing (required for %s)", r.Type)
+		}
+		if r.ForkInfo, err = decodeForkInfo(w.ForkInfo); err != nil {
+			return nil, err
+		}
+	}
+
+	switch r.Type {
+	case TypeBlock:
+		r.Block = new(phase0.BeaconBlock)
+		err = payload("block", w.Block, r.Block)
+	case TypeBlockV2:
+		err = r.decodeBlockV2(w.BeaconBlock)
+	case TypeAttestation:
+		r.Attestation = new(phase0.AttestationData)
+		err = payload("attestation", w.Attestation, r.Attestation)
+	case TypeAggregationSlot:
+		var v struct{ Slot json.RawMessage }
+		if err = payload("aggregation_slot", w.AggregationSlot, &v); err == nil {
+			var s uint64
+			s, err = u64Field("aggregation_slot.slot", v.Slot)
+			slot := phase0.Slot(s)
+			r.Slot = &slot
+		}
+	case TypeAggregateAndProof, TypeAggregateAndProofV2:
+		err = r.decodeAggregate(w.AggregateAndProof)
+	case TypeRandaoReveal:
+		var v struct{ Epoch json.RawMessage }
+		if err = payload("randao_reveal", w.RandaoReveal, &v); err == nil {
+			var e uint64
+			e, err = u64Field("randao_reveal.epoch", v.Epoch)
+			epoch := phase0.Epoch(e)
+			r.Epoch = &epoch
+		}
+	case TypeVoluntaryExit:
+		r.VoluntaryExit = new(phase0.VoluntaryExit)
+		err = payload("voluntary_exit", w.VoluntaryExit, r.VoluntaryExit)
+	case TypeDeposit:
+		err = r.decodeDeposit(w.Deposit)
+	case TypeSyncCommitteeMessage:
+		var v struct {
+			BeaconBlockRoot json.RawMessage `json:"beacon_block_root"`
+			Slot            json.RawMessage `json:"slot"`
+		}
+		if err = payload("sync_committee_message", w.SyncMessage, &v); err == nil {
+			m := &SyncCommitteeMessage{}
+			var s uint64
+			if s, err = u64Field("sync_committee_message.slot", v.Slot); err == nil {
+				m.Slot = phase0.Slot(s)
+				err = hexField("sync_committee_message.beacon_block_root", v.BeaconBlockRoot, m.BeaconBlockRoot[:])
+			}
+			r.SyncMessage = m
+		}
+	case TypeSyncCommitteeSelection:
+		// go-eth2-client has no JSON form for this type: decode the two fields here.
+		var v struct {
+			Slot              json.RawMessage `json:"slot"`
+			SubcommitteeIndex json.RawMessage `json:"subcommittee_index"`
+		}
+		if err = payload("sync_aggregator_selection_data", w.SyncSelection, &v); err == nil {
+			d := &altair.SyncAggregatorSelectionData{}
+			var slot uint64
+			if slot, err = u64Field("sync_aggregator_selection_data.slot", v.Slot); err == nil {
+				d.Slot = phase0.Slot(slot)
+				d.SubcommitteeIndex, err = u64Field("sync_aggregator_selection_data.subcommittee_index", v.SubcommitteeIndex)
+			}
+			r.SyncSelection = d
+		}
+	case TypeSyncCommitteeContribution:
+		r.Contribution = new(altair.ContributionAndProof)
+		err = payload("contribution_and_proof", w.Contribution, r.Contribution)
+	case TypeValidatorRegistration:
+		r.Registration = new(apiv1.ValidatorRegistration)
+		err = payload("validator_registration", w.Registration, r.Registration)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *Request) decodeBlockV2(raw json.RawMessage) error {
+	var v struct {
+		Version     json.RawMessage `json:"version"`
+		Block       json.RawMessage `json:"block"`
+		BlockHeader json.RawMessage `json:"block_header"`
+	}
+	if err := payload("beacon_block", raw, &v); err != nil {
+		return err
+	}
+	version, err := versionField("beacon_block.version", v.Version)
+	if err != nil {
+		return err
+	}
+	r.Version = version
+	if !missing(v.BlockHeader) {
+		r.BlockHeader = new(phase0.BeaconBlockHeader)
+		return payload("beacon_block.block_header", v.BlockHeader, r.BlockHeader)
+	}
+	switch version {
+	case Phase0:
+		r.Block = new(phase0.BeaconBlock)
+		return payload("beacon_block.block", v.Block, r.Block)
+	case Altair:
+		r.AltairBlock = new(altair.BeaconBlock)
+		return payload("beacon_block.block", v.Block, r.AltairBlock)
+	default:
+		return invalid("beacon_block.block_header is missing: from BELLATRIX on the block is signed as its header (got version %s)", version)
+	}
+}
+
+func (r *Request) decodeAggregate(raw json.RawMessage) error {
+	if missing(raw) {
+		return invalid("field aggregate_and_proof is missing")
+	}
+	var probe struct {
+		Version   json.RawMessage `json:"version"`
+		Data      json.RawMessage `json:"data"`
+		Aggregate json.RawMessage `json:"aggregate"`
+	}
+	if err := payload("aggregate_and_proof", raw, &probe); err != nil {
+		return err
+	}
+	field := "aggregate_and_proof"
+	electraShape := false
+	if !missing(probe.Version) || !missing(probe.Data) {
+		// {version, data}
+		version, err := versionField("aggregate_and_proof.version", probe.Version)
+		if err != nil {
+			return err
+		}
+		if missing(probe.Data) {
+			return invalid("field aggregate_and_proof.data is missing")
+		}
+		r.Version = version
+		raw, field = probe.Data, "aggregate_and_proof.data"
+		electraShape = forkIndex(version) >= forkIndex(Electra)
+	} else {
+		// Unwrapped: an Electra aggregate is recognised by its committee_bits.
+		var agg struct {
+			CommitteeBits json.RawMessage `json:"committee_bits"`
+		}
+		if !missing(probe.Aggregate) {
+			if err := payload("aggregate_and_proof.aggregate", probe.Aggregate, &agg); err != nil {
+				return err
+			}
+		}
+		electraShape = !missing(agg.CommitteeBits)
+	}
+	if electraShape {
+		r.AggregateElectra = new(electra.AggregateAndProof)
+		return payload(field, raw, r.AggregateElectra)
+	}
+	r.Aggregate = new(phase0.AggregateAndProof)
+	return payload(field, raw, r.Aggregate)
+}
+
+func (r *Request) decodeDeposit(raw json.RawMessage) error {
+	var v struct {
+		Pubkey                json.RawMessage `json:"pubkey"`
+		WithdrawalCredentials json.RawMessage `json:"withdrawal_credentials"`
+		Amount                json.RawMessage `json:"amount"`
+		GenesisForkVersion    json.RawMessage `json:"genesis_fork_version"`
+	}
+	if err := payload("deposit", raw, &v); err != nil {
+		return err
+	}
+	d := &Deposit{}
+	if err := hexField("deposit.pubkey", v.Pubkey, d.Pubkey[:]); err != nil {
+		return err
+	}
+	if err := hexField("deposit.withdrawal_credentials", v.WithdrawalCredentials, d.WithdrawalCredentials[:]); err != nil {
+		return err
+	}
+	amount, err := u64Field("deposit.amount", v.Amount)
+	if err != nil {
+		return err
+	}
+	d.Amount = phase0.Gwei(amount)
+	if err := hexField("deposit.genesis_fork_version", v.GenesisForkVersion, d.GenesisForkVersion[:]); err != nil {
+		return err
+	}
+	r.Deposit = d
+	return nil
+}
+
+func decodeRoots(snake, camel json.RawMessage) (*phase0.Root, error) {
+	var out *phase0.Root
+	for _, f := range []struct {
+		name string
+		raw  json.RawMessage
+	}{{"signing_root", snake}, {"signingRoot", camel}} {
+		if missing(f.raw) || isNull(f.raw) {
+			continue
+		}
+		var root phase0.Root
+		if err := hexField(f.name, f.raw, root[:]); err != nil {
+			return nil, err
+		}
+		if out != nil && *out != root {
+			return nil, invalid("signing_root and signingRoot disagree")
+		}
+		out = &root
+	}
+	return out, nil
+}
+
+func decodeForkInfo(raw json.RawMessage) (*ForkInfo, error) {
+	var v struct {
+		Fork json.RawMessage `json:"fork"`
+		GVR  json.RawMessage `json:"genesis_validators_root"`
+	}
+	if err := payload("fork_info", raw, &v); err != nil {
+		return nil, err
+	}
+	fi := &ForkInfo{}
+	var f struct {
+		Previous json.RawMessage `json:"previous_version"`
+		Current  json.RawMessage `json:"current_version"`
+		Epoch    json.RawMessage `json:"epoch"`
+	}
+	if err := payload("fork_info.fork", v.Fork, &f); err != nil {
+		return nil, err
+	}
+	if err := hexField("fork_info.fork.previous_version", f.Previous, fi.Fork.PreviousVersion[:]); err != nil {
+		return nil, err
+	}
+	if err := hexField("fork_info.fork.current_version", f.Current, fi.Fork.CurrentVersion[:]); err != nil {
+		return nil, err
+	}
+	e, err := u64Field("fork_info.fork.epoch", f.Epoch)
+	if err != nil {
+		return nil, err
+	}
+	fi.Fork.Epoch = phase0.Epoch(e)
+	if err := hexField("fork_info.genesis_validators_root", v.GVR, fi.GenesisValidatorsRoot[:]); err != nil {
+		return nil, err
+	}
+	return fi, nil
+}
+
+// payload decodes a required JSON object field into out (a go-eth2-client type or a local struct).
+func payload(field string, raw json.RawMessage, out any) error {
+	if missing(raw) || isNull(raw) {
+		return invalid("field %s is missing", field)
+	}
+	if raw[0] != '{' {
+		return invalid("field %s: want an object, got %s", field, jsonKind(raw))
+	}
+	if err := json.Unmarshal(raw, out); err != nil {
+		return invalid("field %s: %s", field, describeJSONError(err))
+	}
+	return nil
+}
+
+func versionField(field string, raw json.RawMessage) (string, error) {
+	if missing(raw) {
+		return "", invalid("field %s is missing", field)
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", invalid("field %s: want a string, got %s", field, jsonKind(raw))
+	}
+	v := strings.ToUpper(s)
+	if forkIndex(v) < 0 {
+		return "", invalid("field %s: unknown fork %q (want one of %s)", field, truncate(s), strings.Join(Forks, ", "))
+	}
+	return v, nil
+}
+
+func forkIndex(name string) int {
+	for i, f := range Forks {
+		if f == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// u64Field decodes a decimal uint64 carried as a JSON string (the beacon API convention).
+func u64Field(field string, raw json.RawMessage) (uint64, error) {
+	if missing(raw) || isNull(raw) {
+		return 0, invalid("field %s is missing", field)
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return 0, invalid("field %s: want a decimal string, got %s", field, jsonKind(raw))
+	}
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, invalid("field %s: %q is not an unsigned 64-bit decimal", field, truncate(s))
+	}
+	return v, nil
+}
+
+// hexField decodes a 0x-prefixed hex JSON string of exactly len(out) bytes.
+func hexField(field string, raw json.RawMessage, out []byte) error {
+	if missing(raw) || isNull(raw) {
+		return invalid("field %s is missing", field)
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return invalid("field %s: want a hex string, got %s", field, jsonKind(raw))
+	}
+	b, err := decodeHex(s, len(out))
+	if err != nil {
+		return invalid("field %s: %v", field, err)
+	}
+	copy(out, b)
+	return nil
+}
+
+func missing(raw json.RawMessage) bool { return len(raw) == 0 }
+func isNull(raw json.RawMessage) bool  { return string(raw) == "null" }
+
+func jsonKind(raw json.RawMessage) string {
+	if len(raw) == 0 {
+		return "nothing"
+	}
+	switch raw[0] {
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case '"':
+		return "a string"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	default:
+		return "a number"
+	}
+}
+
+// describeJSONError turns encoding/json and go-eth2-client errors into one line that names the
+// field, without echoing large inputs.
+func describeJSONError(err error) string {
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &te):
+		if te.Field != "" {
+			return fmt.Sprintf("field %s: want %s, got a JSON %s", te.Field, te.Type, te.Value)
+		}
+		return fmt.Sprintf("want %s, got a JSON %s", te.Type, te.Value)
+	case errors.As(err, &se):
+		return fmt.Sprintf("syntax error at byte %d: %v", se.Offset, se)
+	}
+	msg := err.Error()
+	if len(msg) > 300 {
+		msg = msg[:297] + "..."
+	}
+	return msg
+}

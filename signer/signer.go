@@ -1,0 +1,200 @@
+// Package signer is Vigil's domain core: the request types of the remote-signing API, the network
+// configuration (fork schedule, preset), signing-root computation and the sign pipeline.
+//
+// Invariants of Sign:
+//   - The signing root is always recomputed from the typed payload, the fork info and the network;
+//     a caller-supplied root that differs is refused (ErrInvalidRequest). A caller's root is never
+//     signed.
+//   - For block proposals and attestations, the slashing-protection store has durably recorded the
+//     message (or recognised an identical repeat) before the BLS signature is computed; a refusal
+//     or an unavailable store means nothing is signed.
+//   - A message whose epoch lies beyond wall-clock now + FarFutureEpochs is refused before it
+//     reaches the store, so a bad clock or a bad client cannot raise the watermarks into the future.
+//   - Every error wraps one element of the vocabulary in errors.go.
+//
+// The package never imports net/http or a database driver.
+package signer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/attestantio/go-eth2-client/spec/phase0"
+
+	"github.com/vigil-signer/vigil/keystore"
+	"github.com/vigil-signer/vigil/slashing"
+)
+
+// Observer receives one call per Sign (metrics). It must be cheap and safe for concurrent use.
+type Observer interface {
+	Observe(t Type, outcome Outcome, d time.Duration)
+}
+
+// Outcome classifies a Sign result for metrics and logs.
+type Outcome string
+
+// Outcomes.
+const (
+	OutcomeSigned      Outcome = "signed"
+	OutcomeRefused     Outcome = "refused" // slashing protection said no: a safety outcome
+	OutcomeInvalid     Outcome = "invalid"
+	OutcomeUnknownKey  Outcome = "unknown_key"
+	OutcomeForbidden   Outcome = "forbidden"
+	OutcomeNotLeader   Outcome = "not_leader"
+	OutcomeOverloaded  Outcome = "overloaded"
+	OutcomeUnavailable Outcome = "unavailable"
+	OutcomeError       Outcome = "error"
+)
+
+// OutcomeOf classifies an error returned by Sign (nil → signed).
+func OutcomeOf(err error) Outcome {
+	switch {
+	case err == nil:
+		return OutcomeSigned
+	case errors.Is(err, ErrSlashable):
+		return OutcomeRefused
+	case errors.Is(err, ErrInvalidRequest):
+		return OutcomeInvalid
+	case errors.Is(err, ErrUnknownKey):
+		return OutcomeUnknownKey
+	case errors.Is(err, ErrForbidden):
+		return OutcomeForbidden
+	case errors.Is(err, ErrNotLeader):
+		return OutcomeNotLeader
+	case errors.Is(err, ErrOverloaded):
+		return OutcomeOverloaded
+	case errors.Is(err, ErrUnavailable):
+		return OutcomeUnavailable
+	default:
+		return OutcomeError
+	}
+}
+
+// Config assembles a Signer.
+type Config struct {
+	Network *Network
+	Keys    *KeySet
+	Store   slashing.Store
+	// FarFutureEpochs is how far past the wall-clock epoch a block or attestation may be (only
+	// enforced when the network's genesis time is known).
+	FarFutureEpochs uint64
+	// MaxInFlight bounds concurrent Sign calls; beyond it Sign fails fast with ErrOverloaded.
+	// Zero means 4096.
+	MaxInFlight int
+	Now         func() time.Time
+	Observer    Observer
+}
+
+// Signer runs the sign pipeline.
+type Signer struct {
+	cfg      Config
+	inFlight atomic.Int64
+	reports  atomic.Pointer[[]SourceReport]
+}
+
+// New checks cfg and returns a Signer.
+func New(cfg Config) (*Signer, error) {
+	if cfg.Network == nil || cfg.Keys == nil || cfg.Store == nil {
+		return nil, errors.New("signer: Network, Keys and Store are required")
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 4096
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Signer{cfg: cfg}, nil
+}
+
+// Network returns the signer's network.
+func (s *Signer) Network() *Network { return s.cfg.Network }
+
+// Keys returns the loaded key set.
+func (s *Signer) Keys() *KeySet { return s.cfg.Keys }
+
+// ParseIdentifier reads the {identifier} of a sign URL: a BLS public key, 0x prefix optional,
+// any case.
+func ParseIdentifier(id string) (keystore.PublicKey, error) {
+	s := strings.ToLower(strings.TrimSpace(id))
+	if !strings.HasPrefix(s, "0x") {
+		s = "0x" + s
+	}
+	b, err := decodeHex(s, 48)
+	if err != nil {
+		return keystore.PublicKey{}, invalid("identifier is not a BLS public key: %v", err)
+	}
+	var pk keystore.PublicKey
+	copy(pk[:], b)
+	return pk, nil
+}
+
+// Sign runs the pipeline for one request and returns the signature.
+func (s *Signer) Sign(ctx context.Context, identifier string, r *Request) (sig keystore.Signature, err error) {
+	start := time.Now()
+	t := Type("")
+	if r != nil {
+		t = r.Type
+	}
+	defer func() {
+		if s.cfg.Observer != nil {
+			s.cfg.Observer.Observe(t, OutcomeOf(err), time.Since(start))
+		}
+	}()
+	if r == nil {
+		return sig, invalid("no request")
+	}
+	if n := s.inFlight.Add(1); n > int64(s.cfg.MaxInFlight) {
+		s.inFlight.Add(-1)
+		return sig, fmt.Errorf("%w: %d requests in flight", ErrOverloaded, n-1)
+	}
+	defer s.inFlight.Add(-1)
+
+	pub, err := ParseIdentifier(identifier)
+	if err != nil {
+		return sig, err
+	}
+	msg, err := s.cfg.Network.Compute(r)
+	if err != nil {
+		return sig, err
+	}
+	if r.SigningRoot != nil && *r.SigningRoot != msg.Root {
+		return sig, invalid("signing root %#x does not match the root computed from the request (%#x)", r.SigningRoot[:], msg.Root[:])
+	}
+	key, ok := s.cfg.Keys.Get(pub)
+	if !ok {
+		return sig, fmt.Errorf("%w: no key loaded for %s", ErrUnknownKey, pub)
+	}
+	if msg.Slashable {
+		if err := s.protect(ctx, pub, r, msg); err != nil {
+			return sig, err
+		}
+	}
+	sig, err = key.Sign(ctx, msg.Root)
+	if err != nil {
+		return sig, fmt.Errorf("sign with %s: %w", pub, err)
+	}
+	return sig, nil
+}
+
+// protect applies the far-future guard and records the message in the slashing store.
+func (s *Signer) protect(ctx context.Context, pub keystore.PublicKey, r *Request, msg Message) error {
+	epoch := msg.Target
+	if r.Type != TypeAttestation {
+		epoch = s.cfg.Network.EpochOf(msg.Slot)
+	}
+	if now, ok := s.cfg.Network.CurrentEpoch(s.cfg.Now()); ok && uint64(epoch) > uint64(now)+s.cfg.FarFutureEpochs {
+		return slashing.Refuse(slashing.FarFuture, "epoch %d is more than %d epochs after the current epoch %d", epoch, s.cfg.FarFutureEpochs, now)
+	}
+	pk := phase0.BLSPubKey(pub)
+	gvr := r.ForkInfo.GenesisValidatorsRoot
+	if r.Type == TypeAttestation {
+		return s.cfg.Store.SignAttestation(ctx, slashing.Attestation{
+			Pubkey: pk, SourceEpoch: msg.Source, TargetEpoch: msg.Target, SigningRoot: msg.Root, GenesisValidatorsRoot: gvr,
+		})
+	}
+	return s.cfg.Store.SignBlock(ctx, slashing.Block{Pubkey: pk, Slot: msg.Slot, SigningRoot: msg.Root, GenesisValidatorsRoot: gvr})
+}
