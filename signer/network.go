@@ -116,6 +116,7 @@ var presetValues = map[string]map[string]any{
 		"MAX_DEPOSIT_REQUESTS_PER_PAYLOAD":       uint64(8192),
 		"MAX_WITHDRAWAL_REQUESTS_PER_PAYLOAD":    uint64(16),
 		"MAX_CONSOLIDATION_REQUESTS_PER_PAYLOAD": uint64(2),
+		"MAX_WITHDRAWALS_PER_PAYLOAD":            uint64(16),
 	},
 	"minimal": {
 		"SLOTS_PER_EPOCH":                        uint64(8),
@@ -136,6 +137,7 @@ var presetValues = map[string]map[string]any{
 		"MAX_DEPOSIT_REQUESTS_PER_PAYLOAD":       uint64(4),
 		"MAX_WITHDRAWAL_REQUESTS_PER_PAYLOAD":    uint64(2),
 		"MAX_CONSOLIDATION_REQUESTS_PER_PAYLOAD": uint64(2),
+		"MAX_WITHDRAWALS_PER_PAYLOAD":            uint64(4),
 	},
 }
 

@@ -1,0 +1,285 @@
+// Package api is Vigil's HTTP layer: the Web3Signer-compatible eth2 signing API, health
+// endpoints and Prometheus metrics. It decodes into signer request types, calls the signer,
+// encodes replies and maps the signer's error vocabulary to status codes in exactly one function
+// (statusFor). It holds no signing logic of its own.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/vigil-signer/vigil/keystore"
+	"github.com/vigil-signer/vigil/signer"
+)
+
+// DefaultMaxBodyBytes bounds a sign request body. The largest legitimate body is a phase0 or
+// Altair full block (a few hundred KiB at most on mainnet).
+const DefaultMaxBodyBytes = 4 << 20
+
+// Signer is what the API needs from the signing core.
+type Signer interface {
+	Sign(ctx context.Context, identifier string, r *signer.Request) (keystore.Signature, error)
+	Keys() *signer.KeySet
+	Health(ctx context.Context, timeout time.Duration) signer.Health
+}
+
+// Options configure the HTTP handler.
+type Options struct {
+	Signer       Signer
+	Logger       *slog.Logger
+	Metrics      *Metrics // nil: no HTTP metrics
+	MaxBodyBytes int64    // zero: DefaultMaxBodyBytes
+	// HealthTimeout bounds the slashing-database ping of /healthcheck and /readyz.
+	HealthTimeout time.Duration
+}
+
+type server struct {
+	Options
+}
+
+// Handler returns the router for the signing listener.
+func Handler(o Options) http.Handler {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if o.HealthTimeout <= 0 {
+		o.HealthTimeout = 2 * time.Second
+	}
+	s := &server{Options: o}
+	r := chi.NewRouter()
+	r.Use(s.recoverer)
+	if o.Metrics != nil {
+		r.Use(o.Metrics.middleware)
+	}
+	r.NotFound(func(w http.ResponseWriter, _ *http.Request) {
+		writeError(w, http.StatusNotFound, "no such route")
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, _ *http.Request) {
+		writeError(w, http.StatusMethodNotAllowed, "method not allowed")
+	})
+	r.Post("/api/v1/eth2/sign/{identifier}", s.sign)
+	r.Get("/api/v1/eth2/publicKeys", s.publicKeys)
+	r.Get("/upcheck", s.upcheck)
+	r.Get("/livez", s.upcheck)
+	r.Get("/readyz", s.readyz)
+	r.Get("/healthcheck", s.healthcheck)
+	return r
+}
+
+// statusFor maps the signer's error vocabulary to an HTTP status. It is the only place that does.
+func statusFor(err error) int {
+	switch signer.OutcomeOf(err) {
+	case signer.OutcomeSigned:
+		return http.StatusOK
+	case signer.OutcomeInvalid:
+		return http.StatusBadRequest
+	case signer.OutcomeUnknownKey:
+		return http.StatusNotFound
+	case signer.OutcomeForbidden:
+		return http.StatusForbidden
+	case signer.OutcomeRefused:
+		return http.StatusPreconditionFailed
+	case signer.OutcomeNotLeader, signer.OutcomeOverloaded, signer.OutcomeUnavailable:
+		return http.StatusServiceUnavailable
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+func (s *server) sign(w http.ResponseWriter, r *http.Request) {
+	id := chi.URLParam(r, "identifier")
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.MaxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			s.Logger.Warn("sign request refused: body too large", "limit", tooBig.Limit)
+			writeError(w, http.StatusRequestEntityTooLarge, "request body exceeds "+itoa(tooBig.Limit)+" bytes")
+			return
+		}
+		writeError(w, http.StatusBadRequest, "cannot read request body: "+err.Error())
+		return
+	}
+	req, err := signer.DecodeRequest(body)
+	if err == nil {
+		var sig keystore.Signature
+		sig, err = s.Signer.Sign(r.Context(), id, req)
+		if err == nil {
+			writeSignature(w, r, sig)
+			return
+		}
+	}
+	status := statusFor(err)
+	msg := err.Error()
+	switch {
+	case status == http.StatusPreconditionFailed:
+		s.Logger.Warn("signing refused by slashing protection", "key", id, "type", typeOf(req), "reason", msg)
+	case status >= 500:
+		s.Logger.Error("sign request failed", "key", id, "type", typeOf(req), "status", status, "err", msg)
+		if status == http.StatusInternalServerError {
+			msg = "internal error" // details are in the log; never leak internals to callers
+		}
+	default:
+		s.Logger.Info("sign request rejected", "key", id, "type", typeOf(req), "status", status, "err", msg)
+	}
+	writeError(w, status, msg)
+}
+
+func typeOf(r *signer.Request) string {
+	if r == nil {
+		return ""
+	}
+	return string(r.Type)
+}
+
+// wantsJSON applies Web3Signer's negotiation: JSON if any Accept entry is application/json or
+// */*; otherwise (including no Accept header) text/plain.
+func wantsJSON(r *http.Request) bool {
+	for _, h := range r.Header.Values("Accept") {
+		for _, part := range strings.Split(h, ",") {
+			mt, _, _ := strings.Cut(part, ";")
+			mt = strings.ToLower(strings.TrimSpace(mt))
+			if mt == "application/json" || mt == "*/*" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func writeSignature(w http.ResponseWriter, r *http.Request, sig keystore.Signature) {
+	if wantsJSON(r) {
+		writeJSON(w, http.StatusOK, map[string]string{"signature": sig.String()})
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	_, _ = io.WriteString(w, sig.String())
+}
+
+func (s *server) publicKeys(w http.ResponseWriter, _ *http.Request) {
+	keys := s.Signer.Keys().PublicKeys()
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		out[i] = k.String()
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *server) upcheck(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = io.WriteString(w, "OK")
+}
+
+func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
+	h := s.Signer.Health(r.Context(), s.HealthTimeout)
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if h.Store != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = io.WriteString(w, "not ready: "+h.Store.Error())
+		return
+	}
+	_, _ = io.WriteString(w, "OK")
+}
+
+type check struct {
+	ID     string         `json:"id"`
+	Status string         `json:"status"`
+	Data   map[string]any `json:"data,omitempty"`
+	Checks []check        `json:"checks,omitempty"`
+}
+
+// sourceCheckIDs gives Web3Signer's sub-check names to Vigil's key sources.
+var sourceCheckIDs = map[string]string{
+	"keystore-dir": "keystores-bulk-loading",
+	"key-config":   "config-files-loading",
+}
+
+func updown(ok bool) string {
+	if ok {
+		return "UP"
+	}
+	return "DOWN"
+}
+
+func (s *server) healthcheck(w http.ResponseWriter, r *http.Request) {
+	h := s.Signer.Health(r.Context(), s.HealthTimeout)
+	db := check{ID: "slashing-protection-db-health-check", Status: updown(h.Store == nil)}
+	if h.Store != nil {
+		db.Data = map[string]any{"error": h.Store.Error()}
+	}
+	keys := check{ID: "keys-check", Status: "UP", Checks: []check{}}
+	for _, src := range h.Sources {
+		id := sourceCheckIDs[src.Name]
+		if id == "" {
+			id = src.Name + "-loading"
+		}
+		c := check{ID: id, Status: updown(len(src.Errors) == 0), Data: map[string]any{
+			"keys-loaded": src.Loaded, "error-count": len(src.Errors),
+		}}
+		if len(src.Errors) > 0 {
+			errs := make([]string, len(src.Errors))
+			for i, e := range src.Errors {
+				errs[i] = e.Error()
+			}
+			c.Data["errors"] = errs
+			keys.Status = "DOWN"
+		}
+		keys.Checks = append(keys.Checks, c)
+	}
+	overall := updown(h.OK())
+	status := http.StatusOK
+	if !h.OK() {
+		status = http.StatusServiceUnavailable
+	}
+	writeJSON(w, status, map[string]any{
+		"status":  overall,
+		"checks":  []check{{ID: "default-check", Status: "UP"}, db, keys},
+		"outcome": overall,
+	})
+}
+
+func (s *server) recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.Logger.Error("panic in HTTP handler", "path", r.URL.Path, "panic", v)
+				writeError(w, http.StatusInternalServerError, "internal error")
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"message":"internal error"}`)
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// writeError writes the JSON error body every non-2xx response carries: {"message": "..."}.
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]any{"code": status, "message": msg})
+}
+
+func itoa(v int64) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}

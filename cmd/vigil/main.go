@@ -1,0 +1,70 @@
+// Command vigil is the Vigil remote signer: `vigil serve` runs the Web3Signer-compatible signing
+// API; `vigil slashing import|export` moves EIP-3076 interchange data; `vigil version` prints the
+// build. Every flag can also be set as VIGIL_<FLAG> or in a YAML --config-file.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+const topUsage = `vigil: a remote signer for Ethereum validators (Web3Signer-compatible API)
+
+Usage:
+  vigil serve [flags]              run the signer (vigil serve --dev: demo keys, no setup)
+  vigil slashing import [flags]    import an EIP-3076 interchange file
+  vigil slashing export [flags]    export the slashing-protection history
+  vigil version                    print the version
+
+Run "vigil <command> --help" for the flags of a command.
+`
+
+// run is the whole program behind main, so tests can drive it in-process.
+// Exit status: 0 success, 1 runtime failure, 2 usage error.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, topUsage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "serve":
+		err = serve(ctx, args[1:], getenv, stdout, stderr)
+	case "slashing":
+		err = slashingCmd(ctx, args[1:], getenv, stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintf(stdout, "vigil %s\n", version)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, topUsage)
+	default:
+		err = usagef("unknown command %q\n\n%s", args[0], topUsage)
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(stderr, "vigil: %v\n", err)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "vigil: %v\n", err)
+		return 1
+	}
+}

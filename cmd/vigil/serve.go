@@ -1,0 +1,318 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vigil-signer/vigil/api"
+	"github.com/vigil-signer/vigil/keystore"
+	"github.com/vigil-signer/vigil/signer"
+	"github.com/vigil-signer/vigil/slashing/sqlite"
+)
+
+// devKeyCount is how many interop keys `serve --dev` creates.
+const devKeyCount = 4
+
+type serveConfig struct {
+	configFile      string
+	host            string
+	port            int
+	metricsEnabled  bool
+	metricsHost     string
+	metricsPort     int
+	network         string
+	keystoresPath   string
+	passwordFile    string
+	passwordsPath   string
+	keyConfigPath   string
+	dataDir         string
+	slashingDBPath  string
+	farFutureEpochs uint64
+	maxBodyBytes    int64
+	maxInFlight     int
+	logLevel        string
+	logFormat       string
+	dev             bool
+}
+
+func defaultDataDir(getenv func(string) string) string {
+	if x := getenv("XDG_DATA_HOME"); x != "" {
+		return filepath.Join(x, "vigil")
+	}
+	if h := getenv("HOME"); h != "" {
+		return filepath.Join(h, ".local", "share", "vigil")
+	}
+	return "vigil-data"
+}
+
+func serveFlags(c *serveConfig, getenv func(string) string) *flag.FlagSet {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.StringVar(&c.configFile, "config-file", "", "YAML file of flag values (keys are flag names)")
+	fs.StringVar(&c.host, "http-listen-host", "127.0.0.1", "address of the signing API listener")
+	fs.IntVar(&c.port, "http-listen-port", 9000, "port of the signing API listener (0: pick a free port)")
+	fs.BoolVar(&c.metricsEnabled, "metrics-enabled", true, "serve Prometheus /metrics on a separate listener")
+	fs.StringVar(&c.metricsHost, "metrics-listen-host", "127.0.0.1", "address of the metrics listener")
+	fs.IntVar(&c.metricsPort, "metrics-listen-port", 9001, "port of the metrics listener (0: pick a free port)")
+	fs.StringVar(&c.network, "network", "mainnet", "mainnet, hoodi, sepolia, holesky, minimal, or the path of a consensus config YAML (default minimal with --dev)")
+	fs.StringVar(&c.keystoresPath, "keystores-path", "", "directory of EIP-2335 keystores (*.json)")
+	fs.StringVar(&c.passwordFile, "keystores-password-file", "", "file holding the one password of every keystore")
+	fs.StringVar(&c.passwordsPath, "keystores-passwords-path", "", "directory of <keystore name>.txt password files")
+	fs.StringVar(&c.keyConfigPath, "key-config-path", "", "directory of key config YAML files (file-raw, file-keystore)")
+	fs.StringVar(&c.dataDir, "data-dir", defaultDataDir(getenv), "directory of the slashing database and vigil.ports")
+	fs.StringVar(&c.slashingDBPath, "slashing-db-path", "", "embedded slashing-protection database file (default <data-dir>/slashing-protection.sqlite)")
+	fs.Uint64Var(&c.farFutureEpochs, "slashing-far-future-epochs", 2, "refuse blocks and attestations more than this many epochs after the wall-clock epoch")
+	fs.Int64Var(&c.maxBodyBytes, "http-max-body-bytes", api.DefaultMaxBodyBytes, "largest accepted sign request body")
+	fs.IntVar(&c.maxInFlight, "max-in-flight", 4096, "concurrent sign requests before new ones get 503")
+	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
+	fs.BoolVar(&c.dev, "dev", false, "development mode: create interop test keys in the data dir (network minimal unless set)")
+	return fs
+}
+
+func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, usagef("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, usagef("--log-format %q: want text or json", format)
+}
+
+func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	var c serveConfig
+	fs := serveFlags(&c, getenv)
+	if err := parseLayered(fs, args, getenv); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printUsage(stdout, fs, "Usage: vigil serve [flags]")
+		}
+		return err
+	}
+	explicit := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
+	if c.dev && !explicit["network"] && getenv(envName("network")) == "" {
+		c.network = "minimal"
+	}
+	log, err := newLogger(c.logLevel, c.logFormat, stderr)
+	if err != nil {
+		return err
+	}
+	if c.port < 0 || c.port > 65535 || c.metricsPort < 0 || c.metricsPort > 65535 {
+		return usagef("listen ports must be within 0..65535")
+	}
+	if c.maxBodyBytes < 1024 {
+		return usagef("--http-max-body-bytes must be at least 1024")
+	}
+
+	network, err := signer.LoadNetwork(c.network)
+	if err != nil {
+		return usagef("--network: %v", err)
+	}
+	if err := os.MkdirAll(c.dataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+
+	var devKeys []keystore.PublicKey
+	if c.dev {
+		if c.keystoresPath == "" {
+			c.keystoresPath = filepath.Join(c.dataDir, "dev-keystores")
+			c.passwordFile = filepath.Join(c.dataDir, "dev-keystores-password.txt")
+			c.passwordsPath = ""
+		}
+		indices := make([]uint64, devKeyCount)
+		for i := range indices {
+			indices[i] = uint64(i)
+		}
+		if devKeys, err = keystore.WriteInteropKeystores(c.keystoresPath, c.passwordFile, indices, keystore.DevKDF()); err != nil {
+			return fmt.Errorf("--dev: write interop keystores: %w", err)
+		}
+	}
+
+	sources, err := keySources(c)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	keys, reports, err := loadKeys(ctx, sources, log)
+	if err != nil {
+		return err
+	}
+	log.Info("keys loaded", "keys", len(keys), "sources", len(sources), "took", time.Since(start).Round(time.Millisecond))
+	if len(sources) == 0 {
+		log.Warn("no key source configured: the signer will answer 404 to every sign request (use --keystores-path, --key-config-path or --dev)")
+	}
+
+	dbPath := c.slashingDBPath
+	if dbPath == "" {
+		dbPath = filepath.Join(c.dataDir, "slashing-protection.sqlite")
+	}
+	store, err := sqlite.Open(ctx, dbPath, sqlite.Options{})
+	if err != nil {
+		return fmt.Errorf("slashing-protection database %s: %w", dbPath, err)
+	}
+	defer store.Close()
+
+	keySet := signer.NewKeySet(keys)
+	metrics := api.NewMetrics(version, keySet.Len)
+	for _, r := range reports {
+		metrics.SetKeyLoadErrors(r.Name, len(r.Errors))
+	}
+	sg, err := signer.New(signer.Config{
+		Network: network, Keys: keySet, Store: store, FarFutureEpochs: c.farFutureEpochs,
+		MaxInFlight: c.maxInFlight, Observer: metrics,
+	})
+	if err != nil {
+		return err
+	}
+	sg.SetSourceReports(reports)
+
+	handler := api.Handler(api.Options{Signer: sg, Logger: log, Metrics: metrics, MaxBodyBytes: c.maxBodyBytes})
+	ln, err := listen(c.host, c.port)
+	if err != nil {
+		return fmt.Errorf("signing API listener: %w", err)
+	}
+	servers := []*http.Server{newHTTPServer(handler)}
+	listeners := []net.Listener{ln}
+	metricsPort := 0
+	if c.metricsEnabled {
+		mln, err := listen(c.metricsHost, c.metricsPort)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("metrics listener: %w", err)
+		}
+		servers = append(servers, newHTTPServer(metrics.Handler()))
+		listeners = append(listeners, mln)
+		metricsPort = mln.Addr().(*net.TCPAddr).Port
+	}
+	httpPort := ln.Addr().(*net.TCPAddr).Port
+	if err := writePorts(filepath.Join(c.dataDir, "vigil.ports"), httpPort, metricsPort); err != nil {
+		log.Warn("cannot write vigil.ports", "err", err)
+	}
+
+	url := "http://" + net.JoinHostPort(c.host, strconv.Itoa(httpPort))
+	fmt.Fprintf(stdout, "vigil %s serving the signing API at %s (network %s, %d keys", version, url, network.Name, len(keys))
+	if c.metricsEnabled {
+		fmt.Fprintf(stdout, ", metrics at http://%s/metrics", net.JoinHostPort(c.metricsHost, strconv.Itoa(metricsPort)))
+	}
+	fmt.Fprintln(stdout, ")")
+	if c.dev {
+		fmt.Fprintf(stdout, "dev mode: interop test keys (public knowledge, never use on a real network), data in %s\n", c.dataDir)
+		for _, pk := range devKeys {
+			fmt.Fprintf(stdout, "  %s\n", pk)
+		}
+		fmt.Fprintf(stdout, "try: curl %s/api/v1/eth2/publicKeys\n", url)
+	}
+
+	errc := make(chan error, len(servers))
+	for i, srv := range servers {
+		go func() { errc <- srv.Serve(listeners[i]) }()
+	}
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err = <-errc:
+		log.Error("listener failed", "err", err)
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, srv := range servers {
+		_ = srv.Shutdown(shutdownCtx) // in-flight requests finish; their records are already durable
+	}
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func newHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+}
+
+func listen(host string, port int) (net.Listener, error) {
+	return net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+}
+
+// writePorts writes the ports actually bound (useful with port 0), like Web3Signer's
+// web3signer.ports.
+func writePorts(path string, httpPort, metricsPort int) error {
+	tmp := path + ".tmp"
+	body := fmt.Sprintf("http-port=%d\nmetrics-port=%d\n", httpPort, metricsPort)
+	if err := os.WriteFile(tmp, []byte(body), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func keySources(c serveConfig) ([]keystore.Source, error) {
+	var out []keystore.Source
+	if c.keystoresPath != "" || c.passwordFile != "" || c.passwordsPath != "" {
+		s, err := keystore.NewDirSource(keystore.DirConfig{
+			KeystoresPath: c.keystoresPath, PasswordFile: c.passwordFile, PasswordsPath: c.passwordsPath,
+		})
+		if err != nil {
+			return nil, usagef("%v", err)
+		}
+		out = append(out, s)
+	}
+	if c.keyConfigPath != "" {
+		s, err := keystore.NewConfigSource(keystore.KeyConfig{Path: c.keyConfigPath})
+		if err != nil {
+			return nil, usagef("%v", err)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// loadKeys loads every source. A source that cannot be read at all (missing directory) is fatal;
+// a bad item inside a source is logged by name, reported in /healthcheck and skipped.
+func loadKeys(ctx context.Context, sources []keystore.Source, log *slog.Logger) ([]keystore.Key, []signer.SourceReport, error) {
+	var keys []keystore.Key
+	var reports []signer.SourceReport
+	for _, src := range sources {
+		res, err := src.Load(ctx)
+		if err != nil {
+			return nil, nil, fmt.Errorf("key source %s: %w", src.Name(), err)
+		}
+		for _, e := range res.Errors {
+			log.Error("key not loaded", "source", src.Name(), "item", e.Item, "err", e.Err)
+		}
+		keys = append(keys, res.Keys...)
+		reports = append(reports, signer.SourceReport{Name: src.Name(), Loaded: len(res.Keys), Errors: res.Errors})
+	}
+	return keys, reports, nil
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
