@@ -30,6 +30,7 @@ Usage:
   vigil serve [flags]              run the signer (vigil serve --dev: demo keys, no setup)
   vigil slashing import [flags]    import an EIP-3076 interchange file
   vigil slashing export [flags]    export the slashing-protection history
+  vigil bench [flags]              measure raw BLS vs end-to-end HTTP signing throughput
   vigil version                    print the version
 
 Run "vigil <command> --help" for the flags of a command.
@@ -48,6 +49,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = serve(ctx, args[1:], getenv, stdout, stderr)
 	case "slashing":
 		err = slashingCmd(ctx, args[1:], getenv, stdout, stderr)
+	case "bench":
+		err = bench(ctx, args[1:], getenv, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "vigil %s\n", version)
 	case "help", "-h", "--help":

@@ -1,0 +1,50 @@
+package api_test
+
+import (
+	"bytes"
+	"io"
+	"net/http/httptest"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vigil-signer/vigil/api"
+	"github.com/vigil-signer/vigil/internal/testenv"
+	"github.com/vigil-signer/vigil/signer"
+)
+
+// TestMetricsPassPromtool scrapes the metrics handler after some traffic and runs the real
+// `promtool check metrics` linter over the exposition (names, help, types, units).
+func TestMetricsPassPromtool(t *testing.T) {
+	promtool := testenv.LookPath(t, "promtool", "apt-get install prometheus")
+	m := api.NewMetrics("test", func() int { return 3 })
+	m.Observe(signer.TypeAttestation, signer.OutcomeSigned, 2*time.Millisecond)
+	m.Observe(signer.TypeBlockV2, signer.OutcomeRefused, time.Millisecond)
+	m.SetKeyLoadErrors("keystore-dir", 1)
+
+	srv := httptest.NewServer(m.Handler())
+	defer srv.Close()
+	resp, err := srv.Client().Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`vigil_sign_requests_total{outcome="signed",type="ATTESTATION"} 1`,
+		`vigil_sign_requests_total{outcome="refused",type="BLOCK_V2"} 1`,
+		`vigil_keys_loaded 3`,
+		`vigil_key_load_errors{source="keystore-dir"} 1`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics output lacks %q", want)
+		}
+	}
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = bytes.NewReader(body)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("promtool check metrics: %v\n%s", err, out)
+	}
+}
