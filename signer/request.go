@@ -219,8 +219,17 @@ func DecodeRequest(body []byte) (*Request, error) {
 		r.Contribution = new(altair.ContributionAndProof)
 		err = payload("contribution_and_proof", w.Contribution, r.Contribution)
 	case TypeValidatorRegistration:
-		r.Registration = new(apiv1.ValidatorRegistration)
-		err = payload("validator_registration", w.Registration, r.Registration)
+		// go-eth2-client copies fee_recipient into its 20-byte array without checking the length
+		// (a short value would be zero-padded, a long one truncated): check it first.
+		var v struct {
+			FeeRecipient json.RawMessage `json:"fee_recipient"`
+		}
+		if err = payload("validator_registration", w.Registration, &v); err == nil {
+			if err = hexField("validator_registration.fee_recipient", v.FeeRecipient, make([]byte, 20)); err == nil {
+				r.Registration = new(apiv1.ValidatorRegistration)
+				err = payload("validator_registration", w.Registration, r.Registration)
+			}
+		}
 	}
 	if err != nil {
 		return nil, err
