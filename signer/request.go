@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -498,10 +499,11 @@ func describeJSONError(err error) string {
 	var se *json.SyntaxError
 	switch {
 	case errors.As(err, &te):
+		want := kindName(te.Type)
 		if te.Field != "" {
-			return fmt.Sprintf("field %s: want %s, got a JSON %s", te.Field, te.Type, te.Value)
+			return fmt.Sprintf("field %s: want %s, got a JSON %s", te.Field, want, te.Value)
 		}
-		return fmt.Sprintf("want %s, got a JSON %s", te.Type, te.Value)
+		return fmt.Sprintf("want %s, got a JSON %s", want, te.Value)
 	case errors.As(err, &se):
 		return fmt.Sprintf("syntax error at byte %d: %v", se.Offset, se)
 	}
@@ -510,4 +512,26 @@ func describeJSONError(err error) string {
 		msg = msg[:297] + "..."
 	}
 	return msg
+}
+
+// kindName describes the JSON shape a Go type decodes from, without naming internal types.
+func kindName(t reflect.Type) string {
+	if t == nil {
+		return "another value"
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "a boolean"
+	default:
+		return "a number"
+	}
 }
