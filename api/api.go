@@ -58,10 +58,11 @@ func Handler(o Options) http.Handler {
 	}
 	s := &server{Options: o}
 	r := chi.NewRouter()
-	r.Use(s.recoverer)
+	// Metrics wrap the recoverer so that a 500 from a recovered panic is counted too.
 	if o.Metrics != nil {
 		r.Use(o.Metrics.middleware)
 	}
+	r.Use(s.recoverer)
 	r.NotFound(func(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, http.StatusNotFound, "no such route")
 	})

@@ -45,8 +45,9 @@ type Fork struct {
 // message to its epoch and check fork versions, the preset for SSZ list and vector sizes, and the
 // genesis time (zero when unknown) for the far-future guard.
 //
-// Invariant: Schedule holds one entry per fork in Forks order; an unscheduled fork has
-// FarFutureEpoch. Phase0's epoch is 0 and its version is GENESIS_FORK_VERSION.
+// Invariant: Schedule holds the network's forks in Forks order, starting with Phase0 (epoch 0,
+// GENESIS_FORK_VERSION); a fork with a version but no epoch has FarFutureEpoch; a fork a custom
+// config does not define at all is absent.
 type Network struct {
 	Name           string
 	Preset         string // "mainnet" or "minimal"
@@ -264,9 +265,7 @@ func ParseNetworkConfig(data []byte) (*Network, error) {
 			if i == 0 {
 				return nil, fmt.Errorf("%w: GENESIS_FORK_VERSION is missing", ErrNetwork)
 			}
-			// Unknown fork: give it an impossible version so no request can match it.
-			n.Schedule = append(n.Schedule, Fork{Name: name, Version: phase0.Version{0xff, 0xff, 0xff, byte(i)}, Epoch: FarFutureEpoch})
-			continue
+			continue // a fork the config does not define: absent, so no request can use it
 		}
 		v, err := ParseVersion(vs)
 		if err != nil {
