@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/vigil-signer/vigil/keystore"
@@ -29,24 +30,26 @@ func bench(ctx context.Context, args []string, getenv func(string) string, stdou
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	duration := fs.Duration("duration", 10*time.Second, "length of each phase")
 	clients := fs.Int("clients", 64, "concurrent HTTP clients (one key each)")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the end-to-end phase to this file")
+	rounds := fs.Int("rounds", 5, "alternate the two phases this many times")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	if err := parseLayered(fs, args, getenv); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printUsage(stdout, fs, "Usage: vigil bench [flags]")
 		}
 		return err
 	}
-	if *clients < 1 || *duration < time.Second {
-		return usagef("bench: --clients ≥ 1 and --duration ≥ 1s")
+	if *clients < 1 || *rounds < 1 || *duration < time.Duration(*rounds)*time.Second {
+		return usagef("bench: want --clients ≥ 1, --rounds ≥ 1 and --duration ≥ 1s per round")
 	}
 	cores := runtime.GOMAXPROCS(0)
-	fmt.Fprintf(stdout, "vigil bench: %d cores, %s per phase, %d HTTP clients\n", cores, *duration, *clients)
+	fmt.Fprintf(stdout, "vigil bench: %d cores, %d rounds of %s raw + %s end-to-end, %d HTTP clients\n",
+		cores, *rounds, *duration/time.Duration(*rounds), *duration/time.Duration(*rounds), *clients)
 
-	raw, err := benchRaw(ctx, cores, *duration)
+	h, err := startBenchServer(ctx, *clients, stderr)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "raw BLS sign (all cores):                 %8.0f signatures/s\n", raw)
+	defer h.close()
 
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -57,23 +60,47 @@ func bench(ctx context.Context, args []string, getenv func(string) string, stdou
 		if err := pprof.StartCPUProfile(f); err != nil {
 			return err
 		}
+		defer pprof.StopCPUProfile()
 	}
-	e2e, err := benchHTTP(ctx, *clients, *duration, stderr)
-	if *cpuProfile != "" {
-		pprof.StopCPUProfile()
+	// Phases alternate in short rounds so that drift in the machine's speed (other tenants,
+	// thermal) hits both alike; the totals over all rounds give the ratio.
+	var rawN, e2eN int64
+	var rawT, e2eT, rawCPU, e2eCPU time.Duration
+	step := *duration / time.Duration(*rounds)
+	for i := range *rounds {
+		c0 := processCPU()
+		n, t, err := benchRaw(ctx, cores, step)
+		if err != nil {
+			return err
+		}
+		c1 := processCPU()
+		rawN, rawT, rawCPU = rawN+n, rawT+t, rawCPU+c1-c0
+		m, u, err := h.run(ctx, step)
+		if err != nil {
+			return err
+		}
+		e2eN, e2eT, e2eCPU = e2eN+m, e2eT+u, e2eCPU+processCPU()-c1
+		fmt.Fprintf(stdout, "  round %d: raw %6.0f/s  end-to-end %6.0f/s  ratio %.3f\n", i+1,
+			float64(n)/t.Seconds(), float64(m)/u.Seconds(), (float64(m)/u.Seconds())/(float64(n)/t.Seconds()))
 	}
-	if err != nil {
-		return err
-	}
+	raw, e2e := float64(rawN)/rawT.Seconds(), float64(e2eN)/e2eT.Seconds()
+	fmt.Fprintf(stdout, "raw BLS sign (all cores):                 %8.0f signatures/s\n", raw)
 	fmt.Fprintf(stdout, "end-to-end HTTP ATTESTATION (SQLite):     %8.0f signatures/s\n", e2e)
 	fmt.Fprintf(stdout, "ratio end-to-end / raw:                   %8.3f\n", e2e/raw)
+	// CPU cost per signature (process CPU time, server and load generator together): less
+	// sensitive than wall-clock rates to a noisy machine, and it says where the cores went.
+	rawCost := rawCPU.Seconds() / float64(rawN) * 1e6
+	e2eCost := e2eCPU.Seconds() / float64(e2eN) * 1e6
+	fmt.Fprintf(stdout, "CPU per signature: raw %.0f µs, end-to-end %.0f µs (server + load generator); raw/e2e %.3f; cores busy: raw %.0f%%, e2e %.0f%%\n",
+		rawCost, e2eCost, rawCost/e2eCost,
+		100*rawCPU.Seconds()/rawT.Seconds()/float64(cores), 100*e2eCPU.Seconds()/e2eT.Seconds()/float64(cores))
 	return nil
 }
 
-func benchRaw(ctx context.Context, workers int, d time.Duration) (float64, error) {
+func benchRaw(ctx context.Context, workers int, d time.Duration) (int64, time.Duration, error) {
 	sk, err := keystore.InteropSecretKey(0)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	var n atomic.Int64
 	deadline := time.Now().Add(d)
@@ -93,61 +120,89 @@ func benchRaw(ctx context.Context, workers int, d time.Duration) (float64, error
 		}()
 	}
 	wg.Wait()
-	return float64(n.Load()) / time.Since(start).Seconds(), ctx.Err()
+	return n.Load(), time.Since(start), ctx.Err()
 }
 
-func benchHTTP(ctx context.Context, clients int, d time.Duration, stderr io.Writer) (float64, error) {
+// benchServer is `vigil serve` running in-process for the benchmark, with one key per client.
+type benchServer struct {
+	dir    string
+	url    string
+	pubs   []keystore.PublicKey
+	client *http.Client
+	stop   context.CancelFunc
+	done   chan error
+	epochs []uint64 // next attestation target epoch per client
+}
+
+func startBenchServer(ctx context.Context, clients int, stderr io.Writer) (*benchServer, error) {
 	dir, err := os.MkdirTemp("", "vigil-bench-")
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	defer os.RemoveAll(dir)
 	ksDir, pwFile := filepath.Join(dir, "keystores"), filepath.Join(dir, "password.txt")
 	indices := make([]uint64, clients)
 	for i := range indices {
 		indices[i] = uint64(i)
 	}
-	pubs, err := keystore.WriteInteropKeystores(ksDir, pwFile, indices, keystore.DevKDF())
-	if err != nil {
-		return 0, err
+	h := &benchServer{dir: dir, done: make(chan error, 1), epochs: make([]uint64, clients)}
+	if h.pubs, err = keystore.WriteInteropKeystores(ksDir, pwFile, indices, keystore.DevKDF()); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
 	}
 	srvCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	done := make(chan error, 1)
+	h.stop = stop
 	go func() {
-		done <- serve(srvCtx, []string{
+		h.done <- serve(srvCtx, []string{
 			"--network", "minimal", "--data-dir", dir, "--keystores-path", ksDir,
 			"--keystores-password-file", pwFile, "--http-listen-port", "0", "--metrics-enabled=false",
 			"--log-level", "warn",
 		}, func(string) string { return "" }, io.Discard, stderr)
 	}()
-	port, err := waitForPort(filepath.Join(dir, "vigil.ports"), done)
+	port, err := waitForPort(filepath.Join(dir, "vigil.ports"), h.done)
 	if err != nil {
-		return 0, err
+		stop()
+		os.RemoveAll(dir)
+		return nil, err
 	}
-	url := "http://127.0.0.1:" + strconv.Itoa(port) + "/api/v1/eth2/sign/"
+	h.url = "http://127.0.0.1:" + strconv.Itoa(port) + "/api/v1/eth2/sign/"
 	tr := &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}
-	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-	defer tr.CloseIdleConnections()
+	h.client = &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	for i := range h.epochs {
+		h.epochs[i] = 1
+	}
+	return h, nil
+}
 
-	const forkInfo = `{"fork":{"previous_version":"0x00000001","current_version":"0x01000001","epoch":"0"},"genesis_validators_root":"0x05d79a31a8e69ecd78114c50ce73116be33027d8431b82fff6c0b3cd9c2cbb1f"}`
+func (h *benchServer) close() {
+	h.client.CloseIdleConnections()
+	h.stop()
+	<-h.done
+	os.RemoveAll(h.dir)
+}
+
+const benchForkInfo = `{"fork":{"previous_version":"0x00000001","current_version":"0x01000001","epoch":"0"},"genesis_validators_root":"0x05d79a31a8e69ecd78114c50ce73116be33027d8431b82fff6c0b3cd9c2cbb1f"}`
+
+// run drives every client for d with ever-increasing attestation epochs (never slashable) and
+// returns the number of signatures received.
+func (h *benchServer) run(ctx context.Context, d time.Duration) (int64, time.Duration, error) {
 	var n atomic.Int64
 	var firstErr atomic.Value
 	deadline := time.Now().Add(d)
 	start := time.Now()
 	var wg sync.WaitGroup
-	for c := range clients {
+	for c := range h.pubs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			target := pubs[c].String()
-			for e := uint64(1); time.Now().Before(deadline) && ctx.Err() == nil; e++ {
+			target := h.url + h.pubs[c].String()
+			for ; time.Now().Before(deadline) && ctx.Err() == nil; h.epochs[c]++ {
+				e := h.epochs[c]
 				body := fmt.Sprintf(`{"type":"ATTESTATION","fork_info":%s,"attestation":{"slot":"%d","index":"0","beacon_block_root":"0x%064x","source":{"epoch":"%d","root":"0x%064x"},"target":{"epoch":"%d","root":"0x%064x"}}}`,
-					forkInfo, e*8, e, e-1, e-1, e, e)
-				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url+target, bytes.NewReader([]byte(body)))
+					benchForkInfo, e*8, e, e-1, e-1, e, e)
+				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader([]byte(body)))
 				req.Header.Set("Content-Type", "application/json")
 				req.Header.Set("Accept", "application/json")
-				resp, err := client.Do(req)
+				resp, err := h.client.Do(req)
 				if err != nil {
 					firstErr.CompareAndSwap(nil, err)
 					return
@@ -163,15 +218,11 @@ func benchHTTP(ctx context.Context, clients int, d time.Duration, stderr io.Writ
 		}()
 	}
 	wg.Wait()
-	rate := float64(n.Load()) / time.Since(start).Seconds()
+	elapsed := time.Since(start)
 	if v := firstErr.Load(); v != nil {
-		return 0, fmt.Errorf("bench request failed: %v", v)
+		return 0, 0, fmt.Errorf("bench request failed: %v", v)
 	}
-	stop()
-	if err := <-done; err != nil {
-		return 0, err
-	}
-	return rate, nil
+	return n.Load(), elapsed, ctx.Err()
 }
 
 // waitForPort polls the vigil.ports file until the server has bound its listener.
@@ -193,4 +244,13 @@ func waitForPort(path string, done <-chan error) (int, error) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return 0, errors.New("server did not start within 30s")
+}
+
+// processCPU is the CPU time (user + system) this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
