@@ -162,8 +162,7 @@ func DecodeRequest(body []byte) (*Request, error) {
 	case TypeBlockV2:
 		err = r.decodeBlockV2(w.BeaconBlock)
 	case TypeAttestation:
-		r.Attestation = new(phase0.AttestationData)
-		err = payload("attestation", w.Attestation, r.Attestation)
+		r.Attestation, err = decodeAttestationData(w.Attestation)
 	case TypeAggregationSlot:
 		var v struct{ Slot json.RawMessage }
 		if err = payload("aggregation_slot", w.AggregationSlot, &v); err == nil {
@@ -441,8 +440,8 @@ func u64Field(field string, raw json.RawMessage) (uint64, error) {
 	if missing(raw) || isNull(raw) {
 		return 0, invalid("field %s is missing", field)
 	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
+	s, ok := jsonString(raw)
+	if !ok {
 		return 0, invalid("field %s: want a decimal string, got %s", field, jsonKind(raw))
 	}
 	v, err := strconv.ParseUint(s, 10, 64)
@@ -457,8 +456,8 @@ func hexField(field string, raw json.RawMessage, out []byte) error {
 	if missing(raw) || isNull(raw) {
 		return invalid("field %s is missing", field)
 	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
+	s, ok := jsonString(raw)
+	if !ok {
 		return invalid("field %s: want a hex string, got %s", field, jsonKind(raw))
 	}
 	b, err := decodeHex(s, len(out))
@@ -467,6 +466,76 @@ func hexField(field string, raw json.RawMessage, out []byte) error {
 	}
 	copy(out, b)
 	return nil
+}
+
+// jsonString returns the value of a JSON string. Plain strings (no escapes: every hex and decimal
+// value) are sliced directly; anything else goes through encoding/json.
+func jsonString(raw json.RawMessage) (string, bool) {
+	if len(raw) < 2 || raw[0] != '"' {
+		return "", false
+	}
+	if inner := raw[1 : len(raw)-1]; bytes.IndexByte(inner, '\\') < 0 && raw[len(raw)-1] == '"' {
+		return string(inner), true
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", false
+	}
+	return s, true
+}
+
+// decodeAttestationData decodes the ATTESTATION payload in one pass (the most frequent request:
+// every validator, every epoch), naming the exact field on error.
+func decodeAttestationData(raw json.RawMessage) (*phase0.AttestationData, error) {
+	var v struct {
+		Slot            json.RawMessage `json:"slot"`
+		Index           json.RawMessage `json:"index"`
+		BeaconBlockRoot json.RawMessage `json:"beacon_block_root"`
+		Source          json.RawMessage `json:"source"`
+		Target          json.RawMessage `json:"target"`
+	}
+	if err := payload("attestation", raw, &v); err != nil {
+		return nil, err
+	}
+	a := &phase0.AttestationData{}
+	slot, err := u64Field("attestation.slot", v.Slot)
+	if err != nil {
+		return nil, err
+	}
+	index, err := u64Field("attestation.index", v.Index)
+	if err != nil {
+		return nil, err
+	}
+	a.Slot, a.Index = phase0.Slot(slot), phase0.CommitteeIndex(index)
+	if err := hexField("attestation.beacon_block_root", v.BeaconBlockRoot, a.BeaconBlockRoot[:]); err != nil {
+		return nil, err
+	}
+	if a.Source, err = decodeCheckpoint("attestation.source", v.Source); err != nil {
+		return nil, err
+	}
+	if a.Target, err = decodeCheckpoint("attestation.target", v.Target); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+func decodeCheckpoint(field string, raw json.RawMessage) (*phase0.Checkpoint, error) {
+	var v struct {
+		Epoch json.RawMessage `json:"epoch"`
+		Root  json.RawMessage `json:"root"`
+	}
+	if err := payload(field, raw, &v); err != nil {
+		return nil, err
+	}
+	e, err := u64Field(field+".epoch", v.Epoch)
+	if err != nil {
+		return nil, err
+	}
+	c := &phase0.Checkpoint{Epoch: phase0.Epoch(e)}
+	if err := hexField(field+".root", v.Root, c.Root[:]); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 func missing(raw json.RawMessage) bool { return len(raw) == 0 }

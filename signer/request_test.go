@@ -374,7 +374,7 @@ func TestDecodeRequestErrors(t *testing.T) {
 		{"missing deposit", obj("type", q("DEPOSIT")), []string{"deposit", "missing"}},
 		{"attestation slot a number", req("ATTESTATION", "attestation", strings.Replace(jAttestation, `"slot":"100"`, `"slot":100`, 1)), []string{"attestation", "slot"}},
 		{"attestation slot not decimal", req("ATTESTATION", "attestation", strings.Replace(jAttestation, `"slot":"100"`, `"slot":"ten"`, 1)), []string{"attestation", "slot"}},
-		{"attestation root short", req("ATTESTATION", "attestation", strings.Replace(jAttestation, `"beacon_block_root":`+jRoot, `"beacon_block_root":"0x11"`, 1)), []string{"attestation", "beacon block root"}},
+		{"attestation root short", req("ATTESTATION", "attestation", strings.Replace(jAttestation, `"beacon_block_root":`+jRoot, `"beacon_block_root":"0x11"`, 1)), []string{"attestation", "beacon_block_root"}},
 		{"randao epoch a number", req("RANDAO_REVEAL", "randao_reveal", obj("epoch", "14")), []string{"randao_reveal.epoch", "decimal string", "number"}},
 		{"randao epoch negative", req("RANDAO_REVEAL", "randao_reveal", obj("epoch", q("-1"))), []string{"randao_reveal.epoch", "-1"}},
 		{"randao epoch overflows", req("RANDAO_REVEAL", "randao_reveal", obj("epoch", q("18446744073709551616"))), []string{"randao_reveal.epoch", "64-bit"}},

@@ -1227,7 +1227,7 @@ func TestE2EBadInput(t *testing.T) {
 		{name: "attestation target missing", body: attestation(`{` + attFields + `,"source":` + cp(src) + `}`), status: 400, substr: "target"},
 		{name: "attestation source is a string", body: attestation(`{` + attFields + `,"source":"` + src + `","target":` + cp(tgt) + `}`), status: 400, substr: "attestation"},
 		{name: "attestation target epoch is a number", body: attestation(`{` + attFields + `,"source":` + cp(src) + `,"target":{"epoch":` + tgt + `,"root":"` + hx(pattern(32, 1)) + `"}}`), status: 400, substr: "epoch"},
-		{name: "attestation beacon_block_root bad hex", body: attestation(`{"slot":"` + dec(slot) + `","index":"0","beacon_block_root":"0xnothex","source":` + cp(src) + `,"target":` + cp(tgt) + `}`), status: 400, substr: "beacon block root"},
+		{name: "attestation beacon_block_root bad hex", body: attestation(`{"slot":"` + dec(slot) + `","index":"0","beacon_block_root":"0xnothex","source":` + cp(src) + `,"target":` + cp(tgt) + `}`), status: 400, substr: "beacon_block_root"},
 		{name: "attestation is a string", body: attestation(`"vote"`), status: 400, substr: "attestation"},
 		{name: "aggregate v2 version without data", body: `{"type":"AGGREGATE_AND_PROOF_V2","fork_info":` + fi + `,"aggregate_and_proof":{"version":"ELECTRA"}}`, status: 400, substr: "aggregate_and_proof.data"},
 		{name: "aggregate v2 unknown version", body: `{"type":"AGGREGATE_AND_PROOF_V2","fork_info":` + fi + `,"aggregate_and_proof":{"version":"FOO","data":{}}}`, status: 400, substr: "aggregate_and_proof.version"},
