@@ -98,48 +98,50 @@ func (n *Network) HashTreeRoot(obj any) (phase0.Root, error) {
 
 // presetValues are the preset constants that the hashed types' dynamic sizes refer to.
 var presetValues = map[string]map[string]any{
-	"mainnet": {
-		"SLOTS_PER_EPOCH":                        uint64(32),
-		"SYNC_COMMITTEE_SIZE":                    uint64(512),
-		"MAX_COMMITTEES_PER_SLOT":                uint64(64),
-		"MAX_VALIDATORS_PER_COMMITTEE":           uint64(2048),
-		"MAX_PROPOSER_SLASHINGS":                 uint64(16),
-		"MAX_ATTESTER_SLASHINGS":                 uint64(2),
-		"MAX_ATTESTATIONS":                       uint64(128),
-		"MAX_DEPOSITS":                           uint64(16),
-		"MAX_VOLUNTARY_EXITS":                    uint64(16),
-		"MAX_ATTESTER_SLASHINGS_ELECTRA":         uint64(1),
-		"MAX_ATTESTATIONS_ELECTRA":               uint64(8),
-		"DEPOSIT_CONTRACT_TREE_DEPTH":            uint64(32),
-		"MAX_BLS_TO_EXECUTION_CHANGES":           uint64(16),
-		"MAX_BLOB_COMMITMENTS_PER_BLOCK":         uint64(4096),
-		"EPOCHS_PER_ETH1_VOTING_PERIOD":          uint64(64),
-		"MAX_DEPOSIT_REQUESTS_PER_PAYLOAD":       uint64(8192),
-		"MAX_WITHDRAWAL_REQUESTS_PER_PAYLOAD":    uint64(16),
-		"MAX_CONSOLIDATION_REQUESTS_PER_PAYLOAD": uint64(2),
-		"MAX_WITHDRAWALS_PER_PAYLOAD":            uint64(16),
-	},
-	"minimal": {
-		"SLOTS_PER_EPOCH":                        uint64(8),
-		"SYNC_COMMITTEE_SIZE":                    uint64(32),
-		"MAX_COMMITTEES_PER_SLOT":                uint64(4),
-		"MAX_VALIDATORS_PER_COMMITTEE":           uint64(2048),
-		"MAX_PROPOSER_SLASHINGS":                 uint64(16),
-		"MAX_ATTESTER_SLASHINGS":                 uint64(2),
-		"MAX_ATTESTATIONS":                       uint64(128),
-		"MAX_DEPOSITS":                           uint64(16),
-		"MAX_VOLUNTARY_EXITS":                    uint64(16),
-		"MAX_ATTESTER_SLASHINGS_ELECTRA":         uint64(1),
-		"MAX_ATTESTATIONS_ELECTRA":               uint64(8),
-		"DEPOSIT_CONTRACT_TREE_DEPTH":            uint64(32),
-		"MAX_BLS_TO_EXECUTION_CHANGES":           uint64(16),
-		"MAX_BLOB_COMMITMENTS_PER_BLOCK":         uint64(32),
-		"EPOCHS_PER_ETH1_VOTING_PERIOD":          uint64(4),
-		"MAX_DEPOSIT_REQUESTS_PER_PAYLOAD":       uint64(4),
-		"MAX_WITHDRAWAL_REQUESTS_PER_PAYLOAD":    uint64(2),
-		"MAX_CONSOLIDATION_REQUESTS_PER_PAYLOAD": uint64(2),
-		"MAX_WITHDRAWALS_PER_PAYLOAD":            uint64(4),
-	},
+	"mainnet": mainnetPreset,
+	"minimal": withOverrides(mainnetPreset, map[string]any{
+		"SLOTS_PER_EPOCH":                     uint64(8),
+		"SYNC_COMMITTEE_SIZE":                 uint64(32),
+		"MAX_COMMITTEES_PER_SLOT":             uint64(4),
+		"MAX_BLOB_COMMITMENTS_PER_BLOCK":      uint64(32),
+		"EPOCHS_PER_ETH1_VOTING_PERIOD":       uint64(4),
+		"MAX_DEPOSIT_REQUESTS_PER_PAYLOAD":    uint64(4),
+		"MAX_WITHDRAWAL_REQUESTS_PER_PAYLOAD": uint64(2),
+		"MAX_WITHDRAWALS_PER_PAYLOAD":         uint64(4),
+	}),
+}
+
+var mainnetPreset = map[string]any{
+	"SLOTS_PER_EPOCH":                        uint64(32),
+	"SYNC_COMMITTEE_SIZE":                    uint64(512),
+	"MAX_COMMITTEES_PER_SLOT":                uint64(64),
+	"MAX_VALIDATORS_PER_COMMITTEE":           uint64(2048),
+	"MAX_PROPOSER_SLASHINGS":                 uint64(16),
+	"MAX_ATTESTER_SLASHINGS":                 uint64(2),
+	"MAX_ATTESTATIONS":                       uint64(128),
+	"MAX_DEPOSITS":                           uint64(16),
+	"MAX_VOLUNTARY_EXITS":                    uint64(16),
+	"MAX_ATTESTER_SLASHINGS_ELECTRA":         uint64(1),
+	"MAX_ATTESTATIONS_ELECTRA":               uint64(8),
+	"DEPOSIT_CONTRACT_TREE_DEPTH":            uint64(32),
+	"MAX_BLS_TO_EXECUTION_CHANGES":           uint64(16),
+	"MAX_BLOB_COMMITMENTS_PER_BLOCK":         uint64(4096),
+	"EPOCHS_PER_ETH1_VOTING_PERIOD":          uint64(64),
+	"MAX_DEPOSIT_REQUESTS_PER_PAYLOAD":       uint64(8192),
+	"MAX_WITHDRAWAL_REQUESTS_PER_PAYLOAD":    uint64(16),
+	"MAX_CONSOLIDATION_REQUESTS_PER_PAYLOAD": uint64(2),
+	"MAX_WITHDRAWALS_PER_PAYLOAD":            uint64(16),
+}
+
+func withOverrides(base, over map[string]any) map[string]any {
+	out := make(map[string]any, len(base))
+	for k, v := range base {
+		out[k] = v
+	}
+	for k, v := range over {
+		out[k] = v
+	}
+	return out
 }
 
 // PresetSSZ returns an SSZ hasher configured for a preset ("mainnet" or "minimal").
