@@ -64,6 +64,8 @@ type BlockFacts struct {
 	Enabled bool
 	// LowWatermark is the key's block low watermark, nil if none yet.
 	LowWatermark *phase0.Slot
+	// High is the database's high-watermark slot, nil if none: slots at or above it are refused.
+	High *phase0.Slot
 	// Existing is the block recorded at the requested slot, nil if none.
 	Existing *SignedBlock
 }
@@ -74,6 +76,9 @@ type BlockFacts struct {
 func CheckBlock(b Block, f BlockFacts) (Verdict, error) {
 	if !f.Enabled {
 		return 0, Refuse(ValidatorDisabled, "key %#x is disabled", b.Pubkey[:])
+	}
+	if f.High != nil && b.Slot >= *f.High {
+		return 0, Refuse(AboveHighWatermark, "slot %d is at or above the high watermark slot %d", b.Slot, *f.High)
 	}
 	if f.LowWatermark != nil && b.Slot < *f.LowWatermark {
 		return 0, Refuse(BelowLowWatermark, "slot %d is below the low watermark slot %d", b.Slot, *f.LowWatermark)
@@ -94,6 +99,9 @@ type AttestationFacts struct {
 	Enabled bool
 	// LowWatermark is the key's attestation low watermark, nil if none yet.
 	LowWatermark *AttestationWatermark
+	// High is the database's high-watermark epoch, nil if none: a source or target at or above
+	// it is refused.
+	High *phase0.Epoch
 	// SameTarget is the vote recorded at target t, nil if none.
 	SameTarget *SignedAttestation
 	// Surrounding is any recorded vote with Source < s and Target > t, nil if none.
@@ -110,6 +118,9 @@ func CheckAttestation(a Attestation, f AttestationFacts) (Verdict, error) {
 	}
 	if a.SourceEpoch > a.TargetEpoch {
 		return 0, Refuse(SourceAfterTarget, "source epoch %d is after target epoch %d", a.SourceEpoch, a.TargetEpoch)
+	}
+	if f.High != nil && (a.SourceEpoch >= *f.High || a.TargetEpoch >= *f.High) {
+		return 0, Refuse(AboveHighWatermark, "vote %d→%d is at or above the high watermark epoch %d", a.SourceEpoch, a.TargetEpoch, *f.High)
 	}
 	if lw := f.LowWatermark; lw != nil {
 		if a.SourceEpoch < lw.Source {

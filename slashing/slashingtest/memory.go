@@ -21,6 +21,7 @@ type Memory struct {
 	mu     sync.Mutex
 	closed bool
 	gvr    *phase0.Root
+	high   *slashing.HighWatermark
 	keys   map[phase0.BLSPubKey]*memKey
 }
 
@@ -31,7 +32,10 @@ type memKey struct {
 	atts     map[phase0.Epoch]slashing.SignedAttestation
 }
 
-var _ slashing.Store = (*Memory)(nil)
+var (
+	_ slashing.Store      = (*Memory)(nil)
+	_ slashing.Maintainer = (*Memory)(nil)
+)
 
 // NewMemory returns an empty in-memory store.
 func NewMemory() *Memory {
@@ -72,6 +76,9 @@ func (m *Memory) SignBlock(ctx context.Context, b slashing.Block) error {
 	}
 	k := m.key(b.Pubkey)
 	f := slashing.BlockFacts{Enabled: !k.disabled, LowWatermark: k.lw.Slot}
+	if m.high != nil {
+		f.High = &m.high.Slot
+	}
 	if e, ok := k.blocks[b.Slot]; ok {
 		f.Existing = &e
 	}
@@ -100,6 +107,9 @@ func (m *Memory) SignAttestation(ctx context.Context, a slashing.Attestation) er
 	}
 	k := m.key(a.Pubkey)
 	f := slashing.AttestationFacts{Enabled: !k.disabled, LowWatermark: k.lw.Attestation}
+	if m.high != nil {
+		f.High = &m.high.Epoch
+	}
 	if e, ok := k.atts[a.TargetEpoch]; ok {
 		f.SameTarget = &e
 	}
@@ -238,4 +248,96 @@ func (m *Memory) Close() error {
 	defer m.mu.Unlock()
 	m.closed = true
 	return nil
+}
+
+// Prune implements slashing.Maintainer.
+func (m *Memory) Prune(ctx context.Context, opts slashing.PruneOptions) (slashing.PruneResult, error) {
+	var res slashing.PruneResult
+	if err := opts.Validate(); err != nil {
+		return res, err
+	}
+	if err := m.enter(ctx); err != nil {
+		return res, err
+	}
+	defer m.mu.Unlock()
+	for _, k := range m.keys {
+		var blocks []slashing.SignedBlock
+		for _, b := range k.blocks {
+			blocks = append(blocks, b)
+		}
+		var atts []slashing.SignedAttestation
+		for _, a := range k.atts {
+			atts = append(atts, a)
+		}
+		next, changed := slashing.PrunePlan(k.lw, blocks, atts, opts)
+		if !changed {
+			continue
+		}
+		res.Validators++
+		k.lw = next
+		for slot := range k.blocks {
+			if next.Slot != nil && slot < *next.Slot {
+				delete(k.blocks, slot)
+				res.Blocks++
+			}
+		}
+		for target := range k.atts {
+			if next.Attestation != nil && target < next.Attestation.Target {
+				delete(k.atts, target)
+				res.Attestations++
+			}
+		}
+	}
+	return res, nil
+}
+
+// RaiseLowWatermarks implements slashing.Maintainer.
+func (m *Memory) RaiseLowWatermarks(ctx context.Context, pubkeys []phase0.BLSPubKey, slot phase0.Slot, epoch phase0.Epoch) (int, error) {
+	if err := m.enter(ctx); err != nil {
+		return 0, err
+	}
+	defer m.mu.Unlock()
+	n := 0
+	targets := pubkeys
+	if targets == nil {
+		for pk := range m.keys {
+			targets = append(targets, pk)
+		}
+	}
+	for _, pk := range targets {
+		k := m.key(pk) // named keys are registered: watermarks can precede a key's first signature
+		if next, changed := slashing.RaisedWatermarks(k.lw, slot, epoch); changed {
+			k.lw = next
+			n++
+		}
+	}
+	return n, nil
+}
+
+// SetHighWatermark implements slashing.Maintainer.
+func (m *Memory) SetHighWatermark(ctx context.Context, hw *slashing.HighWatermark) error {
+	if err := m.enter(ctx); err != nil {
+		return err
+	}
+	defer m.mu.Unlock()
+	if hw == nil {
+		m.high = nil
+		return nil
+	}
+	h := *hw
+	m.high = &h
+	return nil
+}
+
+// HighWatermark implements slashing.Maintainer.
+func (m *Memory) HighWatermark(ctx context.Context) (*slashing.HighWatermark, error) {
+	if err := m.enter(ctx); err != nil {
+		return nil, err
+	}
+	defer m.mu.Unlock()
+	if m.high == nil {
+		return nil, nil
+	}
+	h := *m.high
+	return &h, nil
 }

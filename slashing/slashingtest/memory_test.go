@@ -22,3 +22,7 @@ func TestMemoryInterchangeVectors(t *testing.T) {
 	n := slashingtest.RunInterchangeVectors(t, dir, func(t *testing.T) slashing.Store { return slashingtest.NewMemory() })
 	t.Logf("%d cases", n)
 }
+
+func TestMemoryMaintenance(t *testing.T) {
+	slashingtest.RunMaintenance(t, func(t *testing.T) slashing.Store { return slashingtest.NewMemory() })
+}

@@ -352,3 +352,7 @@ func TestTwoStoresShareOneFile(t *testing.T) {
 		}
 	}
 }
+
+func TestMaintenance(t *testing.T) {
+	slashingtest.RunMaintenance(t, func(t *testing.T) slashing.Store { return openTemp(t, sqlite.Options{}) })
+}

@@ -172,6 +172,7 @@ func (s *Store) runBatch(batch []*request) {
 type txState struct {
 	tx       *sql.Tx
 	gvr      *phase0.Root // pinned root as seen in this transaction
+	high     *slashing.HighWatermark
 	recorded uint64
 }
 
@@ -201,6 +202,9 @@ func (s *Store) signTx(reqs []*request) (failed int, err error) {
 		default:
 			st.gvr = rootFrom(b)
 		}
+	}
+	if st.high, err = readHighWatermark(ctx, tx); err != nil {
+		return -1, err
 	}
 	for i, r := range reqs {
 		var v error
@@ -285,6 +289,9 @@ func (s *Store) signBlock(ctx context.Context, st *txState, b slashing.Block) er
 		return err
 	}
 	f := slashing.BlockFacts{Enabled: enabled, LowWatermark: lw.Slot}
+	if st.high != nil {
+		f.High = &st.high.Slot
+	}
 	var root []byte
 	switch err := tx.StmtContext(ctx, s.st.blockAt).QueryRowContext(ctx, id, enc(uint64(b.Slot))).Scan(&root); {
 	case err == sql.ErrNoRows:
@@ -322,6 +329,9 @@ func (s *Store) signAttestation(ctx context.Context, st *txState, a slashing.Att
 		return err
 	}
 	f := slashing.AttestationFacts{Enabled: enabled, LowWatermark: lw.Attestation}
+	if st.high != nil {
+		f.High = &st.high.Epoch
+	}
 	src, tgt := enc(uint64(a.SourceEpoch)), enc(uint64(a.TargetEpoch))
 	var srcAt int64
 	var root []byte
