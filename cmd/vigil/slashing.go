@@ -7,47 +7,59 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
+	"time"
 
 	"github.com/attestantio/go-eth2-client/spec/phase0"
 
 	"github.com/vigil-signer/vigil/keystore"
+	"github.com/vigil-signer/vigil/signer"
 	"github.com/vigil-signer/vigil/slashing"
-	"github.com/vigil-signer/vigil/slashing/sqlite"
 )
 
 const slashingUsage = `Usage:
-  vigil slashing import --file <interchange.json> [flags]
-  vigil slashing export [--file <out.json>] [--pubkeys 0x..,0x..] [flags]
+  vigil slashing import --file <interchange.json>      merge an EIP-3076 file (per-validator transactions)
+  vigil slashing export [--file out.json] [--pubkeys]  write the history as EIP-3076 v5
+  vigil slashing prune [--keep-epochs 250]             drop history older than N epochs per key
+  vigil slashing watermark [--slot S --epoch E] [--high-slot S --high-epoch E | --remove-high] [--pubkeys]
+                                                       raise low watermarks / set the high watermark
+  vigil slashing migrate                               run the Postgres schema migrations
+Every command takes --data-dir / --slashing-db-path (embedded) or --slashing-protection-db-url (Postgres).
 `
 
-type slashingConfig struct {
-	configFile     string
-	dataDir        string
-	slashingDBPath string
-	file           string
-	pubkeys        string
-}
-
 func slashingCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || (args[0] != "import" && args[0] != "export") {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
-			fmt.Fprint(stdout, slashingUsage)
-			return nil
-		}
-		return usagef("slashing: want import or export\n\n%s", slashingUsage)
+	if len(args) == 0 {
+		return usagef("slashing: missing command\n\n%s", slashingUsage)
 	}
 	sub := args[0]
-	var c slashingConfig
+	var sc storeConfig
+	var configFile, file, pubkeys, network string
+	var keepEpochs, slot, epoch, highSlot, highEpoch uint64
+	var removeHigh bool
 	fs := flag.NewFlagSet("slashing "+sub, flag.ContinueOnError)
-	fs.StringVar(&c.configFile, "config-file", "", "YAML file of flag values (keys are flag names)")
-	fs.StringVar(&c.dataDir, "data-dir", defaultDataDir(getenv), "data directory of the signer")
-	fs.StringVar(&c.slashingDBPath, "slashing-db-path", "", "embedded slashing-protection database (default <data-dir>/slashing-protection.sqlite)")
-	if sub == "import" {
-		fs.StringVar(&c.file, "file", "", "EIP-3076 interchange file to import ('-' for stdin)")
-	} else {
-		fs.StringVar(&c.file, "file", "-", "where to write the interchange document ('-' for stdout)")
-		fs.StringVar(&c.pubkeys, "pubkeys", "", "comma-separated public keys to export (default: all)")
+	fs.StringVar(&configFile, "config-file", "", "YAML file of flag values (keys are flag names)")
+	storeFlags(fs, &sc, getenv)
+	switch sub {
+	case "import":
+		fs.StringVar(&file, "file", "", "EIP-3076 interchange file to import ('-' for stdin)")
+	case "export":
+		fs.StringVar(&file, "file", "-", "where to write the interchange document ('-' for stdout)")
+		fs.StringVar(&pubkeys, "pubkeys", "", "comma-separated public keys to export (default: all)")
+	case "prune":
+		fs.Uint64Var(&keepEpochs, "keep-epochs", 250, "epochs of history to keep per key")
+		fs.StringVar(&network, "network", "mainnet", "network (for its slots per epoch)")
+	case "watermark":
+		fs.Uint64Var(&slot, "slot", 0, "raise every (or each --pubkeys) key's block low watermark to this slot")
+		fs.Uint64Var(&epoch, "epoch", 0, "raise the attestation low watermarks (source and target) to this epoch")
+		fs.Uint64Var(&highSlot, "high-slot", 0, "set the high watermark slot (with --high-epoch)")
+		fs.Uint64Var(&highEpoch, "high-epoch", 0, "set the high watermark epoch (with --high-slot)")
+		fs.BoolVar(&removeHigh, "remove-high", false, "remove the high watermark")
+		fs.StringVar(&pubkeys, "pubkeys", "", "comma-separated public keys (default: every key in the database)")
+	case "migrate":
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, slashingUsage)
+		return nil
+	default:
+		return usagef("slashing: unknown command %q\n\n%s", sub, slashingUsage)
 	}
 	if err := parseLayered(fs, args[1:], getenv); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -55,28 +67,124 @@ func slashingCmd(ctx context.Context, args []string, getenv func(string) string,
 		}
 		return err
 	}
-	if c.file == "" {
-		return usagef("slashing %s: --file is required", sub)
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	pks, err := parsePubkeys(pubkeys)
+	if err != nil {
+		return err
 	}
-	dbPath := c.slashingDBPath
-	if dbPath == "" {
-		dbPath = filepath.Join(c.dataDir, "slashing-protection.sqlite")
-	}
-	if sub == "import" {
-		return slashingImport(ctx, dbPath, c.file, stdout)
-	}
-	var pubkeys []phase0.BLSPubKey
-	for _, s := range splitList(c.pubkeys) {
-		pk, err := keystore.ParsePublicKey(s)
-		if err != nil {
-			return usagef("--pubkeys: %q: %v", s, err)
+
+	switch sub {
+	case "import":
+		if file == "" {
+			return usagef("slashing import: --file is required")
 		}
-		pubkeys = append(pubkeys, phase0.BLSPubKey(pk))
+		return slashingImport(ctx, sc, file, stdout, stderr)
+	case "export":
+		return slashingExport(ctx, sc, file, pks, stderr)
+	case "prune":
+		n, err := signer.LoadNetwork(network)
+		if err != nil {
+			return usagef("--network: %v", err)
+		}
+		store, err := openStore(ctx, sc, true)
+		if err != nil {
+			return err
+		}
+		defer store.Close()
+		res, err := maintainer(store).Prune(ctx, slashing.PruneOptions{KeepEpochs: keepEpochs, SlotsPerEpoch: n.SlotsPerEpoch})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "pruned %d validators: %d blocks and %d attestations older than %d epochs removed (%s)\n",
+			res.Validators, res.Blocks, res.Attestations, keepEpochs, sc.describe())
+		return nil
+	case "watermark":
+		return slashingWatermark(ctx, sc, set, pks, slot, epoch, highSlot, highEpoch, removeHigh, stdout)
+	case "migrate":
+		if sc.dbURL == "" {
+			return usagef("slashing migrate: the embedded database migrates itself at open; --slashing-protection-db-url is required")
+		}
+		sc.migrate = true
+		store, err := openStore(ctx, sc, false)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "schema up to date (%s)\n", sc.describe())
+		return store.Close()
 	}
-	return slashingExport(ctx, dbPath, c.file, pubkeys, stderr)
+	return nil
 }
 
-func slashingImport(ctx context.Context, dbPath, file string, stdout io.Writer) error {
+func parsePubkeys(list string) ([]phase0.BLSPubKey, error) {
+	var out []phase0.BLSPubKey
+	for _, s := range splitList(list) {
+		pk, err := keystore.ParsePublicKey(s)
+		if err != nil {
+			return nil, usagef("--pubkeys: %q: %v", s, err)
+		}
+		out = append(out, phase0.BLSPubKey(pk))
+	}
+	return out, nil
+}
+
+// maintainer returns the store's lifecycle side; every store implements it.
+func maintainer(s slashing.Store) slashing.Maintainer {
+	m, ok := s.(slashing.Maintainer)
+	if !ok {
+		panic(fmt.Sprintf("store %T does not implement slashing.Maintainer", s))
+	}
+	return m
+}
+
+func slashingWatermark(ctx context.Context, sc storeConfig, set map[string]bool, pks []phase0.BLSPubKey,
+	slot, epoch, highSlot, highEpoch uint64, removeHigh bool, stdout io.Writer) error {
+	raise := set["slot"] || set["epoch"]
+	high := set["high-slot"] || set["high-epoch"]
+	switch {
+	case raise && !(set["slot"] && set["epoch"]):
+		return usagef("slashing watermark: --slot and --epoch go together")
+	case high && !(set["high-slot"] && set["high-epoch"]):
+		return usagef("slashing watermark: --high-slot and --high-epoch go together")
+	case high && removeHigh:
+		return usagef("slashing watermark: --remove-high excludes --high-slot/--high-epoch")
+	}
+	store, err := openStore(ctx, sc, !raise) // raising may create the database (keys not yet signed)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	m := maintainer(store)
+	if raise {
+		n, err := m.RaiseLowWatermarks(ctx, pks, phase0.Slot(slot), phase0.Epoch(epoch))
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "low watermarks raised to slot %d, epoch %d on %d keys\n", slot, epoch, n)
+	}
+	switch {
+	case high:
+		if err := m.SetHighWatermark(ctx, &slashing.HighWatermark{Slot: phase0.Slot(highSlot), Epoch: phase0.Epoch(highEpoch)}); err != nil {
+			return err
+		}
+	case removeHigh:
+		if err := m.SetHighWatermark(ctx, nil); err != nil {
+			return err
+		}
+	}
+	hw, err := m.HighWatermark(ctx)
+	if err != nil {
+		return err
+	}
+	if hw == nil {
+		fmt.Fprintln(stdout, "high watermark: none")
+	} else {
+		fmt.Fprintf(stdout, "high watermark: slot %d, epoch %d (blocks and votes at or above are refused)\n", hw.Slot, hw.Epoch)
+	}
+	return nil
+}
+
+func slashingImport(ctx context.Context, sc storeConfig, file string, stdout, stderr io.Writer) error {
 	var r io.Reader = os.Stdin
 	if file != "-" {
 		f, err := os.Open(file)
@@ -86,30 +194,30 @@ func slashingImport(ctx context.Context, dbPath, file string, stdout io.Writer) 
 		defer f.Close()
 		r = f
 	}
-	if err := os.MkdirAll(filepath.Dir(dbPath), 0o700); err != nil {
+	store, err := openStore(ctx, sc, false)
+	if err != nil {
 		return err
 	}
-	store, err := sqlite.Open(ctx, dbPath, sqlite.Options{})
-	if err != nil {
-		return fmt.Errorf("slashing-protection database %s: %w", dbPath, err)
-	}
 	defer store.Close()
-	res, err := slashing.Import(ctx, store, r, slashing.ImportOptions{})
+	start, last := time.Now(), time.Now()
+	res, err := slashing.Import(ctx, store, r, slashing.ImportOptions{Progress: func(p slashing.ImportProgress) {
+		if time.Since(last) >= time.Second {
+			last = time.Now()
+			fmt.Fprintf(stderr, "import: %d validators, %.1f MB read, %s\n", p.Imported, float64(p.BytesRead)/1e6, time.Since(start).Round(time.Second))
+		}
+	}})
 	if err != nil {
 		return fmt.Errorf("import %s: %w (validators imported before the error: %d; importing again is safe)", file, err, res.Imported)
 	}
-	fmt.Fprintf(stdout, "imported %d validators (%d blocks, %d attestations) for genesis validators root %#x into %s\n",
-		res.Imported, res.Blocks, res.Attestations, res.GenesisValidatorsRoot[:], dbPath)
+	fmt.Fprintf(stdout, "imported %d validators (%d blocks, %d attestations) for genesis validators root %#x into %s in %s\n",
+		res.Imported, res.Blocks, res.Attestations, res.GenesisValidatorsRoot[:], sc.describe(), time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
-func slashingExport(ctx context.Context, dbPath, file string, pubkeys []phase0.BLSPubKey, stderr io.Writer) error {
-	if _, err := os.Stat(dbPath); err != nil {
-		return fmt.Errorf("slashing-protection database %s: %w", dbPath, err)
-	}
-	store, err := sqlite.Open(ctx, dbPath, sqlite.Options{})
+func slashingExport(ctx context.Context, sc storeConfig, file string, pubkeys []phase0.BLSPubKey, stderr io.Writer) error {
+	store, err := openStore(ctx, sc, true)
 	if err != nil {
-		return fmt.Errorf("slashing-protection database %s: %w", dbPath, err)
+		return err
 	}
 	defer store.Close()
 	if file == "-" {
