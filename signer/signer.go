@@ -85,6 +85,9 @@ type Config struct {
 	// MaxInFlight bounds concurrent Sign calls; beyond it Sign fails fast with ErrOverloaded.
 	// Zero means 4096.
 	MaxInFlight int
+	// StoreTimeout bounds each slashing-protection call (zero: 5 s). A store that does not
+	// answer in time fails the request closed with ErrUnavailable; nothing is signed.
+	StoreTimeout time.Duration
 	Now         func() time.Time
 	Observer    Observer
 }
@@ -106,6 +109,9 @@ func New(cfg Config) (*Signer, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.StoreTimeout <= 0 {
+		cfg.StoreTimeout = 5 * time.Second
 	}
 	return &Signer{cfg: cfg}, nil
 }
@@ -191,10 +197,24 @@ func (s *Signer) protect(ctx context.Context, pub keystore.PublicKey, r *Request
 	}
 	pk := phase0.BLSPubKey(pub)
 	gvr := r.ForkInfo.GenesisValidatorsRoot
+	sctx, cancel := context.WithTimeout(ctx, s.cfg.StoreTimeout)
+	defer cancel()
+	var err error
 	if r.Type == TypeAttestation {
-		return s.cfg.Store.SignAttestation(ctx, slashing.Attestation{
+		err = s.cfg.Store.SignAttestation(sctx, slashing.Attestation{
 			Pubkey: pk, SourceEpoch: msg.Source, TargetEpoch: msg.Target, SigningRoot: msg.Root, GenesisValidatorsRoot: gvr,
 		})
+	} else {
+		err = s.cfg.Store.SignBlock(sctx, slashing.Block{Pubkey: pk, Slot: msg.Slot, SigningRoot: msg.Root, GenesisValidatorsRoot: gvr})
 	}
-	return s.cfg.Store.SignBlock(ctx, slashing.Block{Pubkey: pk, Slot: msg.Slot, SigningRoot: msg.Root, GenesisValidatorsRoot: gvr})
+	switch {
+	case err == nil || errors.Is(err, ErrSlashable) || errors.Is(err, ErrUnavailable):
+		return err
+	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+		return fmt.Errorf("%w: no answer within %s", ErrUnavailable, s.cfg.StoreTimeout)
+	case ctx.Err() != nil:
+		return fmt.Errorf("%w: request ended before slashing protection answered: %v", ErrUnavailable, ctx.Err())
+	default:
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
 }
