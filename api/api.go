@@ -39,6 +39,12 @@ type Options struct {
 	MaxBodyBytes int64    // zero: DefaultMaxBodyBytes
 	// HealthTimeout bounds the slashing-database ping of /healthcheck and /readyz.
 	HealthTimeout time.Duration
+
+	// Keymanager API (keymanager.go): registered only when KeyManager is set.
+	KeyManager             KeyManager
+	KeyManagerToken        string        // bearer token; empty: every request is refused
+	KeyManagerMaxBodyBytes int64         // zero: DefaultKeyManagerMaxBodyBytes
+	KeyManagerTimeout      time.Duration // zero: DefaultKeyManagerTimeout
 }
 
 type server struct {
@@ -75,6 +81,9 @@ func Handler(o Options) http.Handler {
 	r.Get("/livez", s.upcheck)
 	r.Get("/readyz", s.readyz)
 	r.Get("/healthcheck", s.healthcheck)
+	if o.KeyManager != nil {
+		s.keyManagerRoutes(r) // keymanager.go
+	}
 	return r
 }
 

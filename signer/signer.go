@@ -88,8 +88,8 @@ type Config struct {
 	// StoreTimeout bounds each slashing-protection call (zero: 5 s). A store that does not
 	// answer in time fails the request closed with ErrUnavailable; nothing is signed.
 	StoreTimeout time.Duration
-	Now         func() time.Time
-	Observer    Observer
+	Now          func() time.Time
+	Observer     Observer
 }
 
 // Signer runs the sign pipeline.

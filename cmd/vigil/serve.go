@@ -44,6 +44,7 @@ type serveConfig struct {
 	logLevel        string
 	logFormat       string
 	dev             bool
+	km              keyManagerFlags // keymanager.go
 }
 
 func defaultDataDir(getenv func(string) string) string {
@@ -77,6 +78,7 @@ func serveFlags(c *serveConfig, getenv func(string) string) *flag.FlagSet {
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
 	fs.BoolVar(&c.dev, "dev", false, "development mode: create interop test keys in the data dir (network minimal unless set)")
+	c.km.register(fs) // keymanager.go
 	return fs
 }
 
@@ -148,6 +150,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
+	// Keymanager: keys imported through the API are one more key source (keymanager.go).
+	managed, err := c.km.managedKeys(c.dataDir)
+	if err != nil {
+		return err
+	}
+	if managed != nil {
+		sources = append(sources, managed)
+	}
 	start := time.Now()
 	keys, reports, err := loadKeys(ctx, sources, log)
 	if err != nil {
@@ -155,7 +165,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	log.Info("keys loaded", "keys", len(keys), "sources", len(sources), "took", time.Since(start).Round(time.Millisecond))
 	if len(sources) == 0 {
-		log.Warn("no key source configured: the signer will answer 404 to every sign request (use --keystores-path, --key-config-path or --dev)")
+		log.Warn("no key source configured: the signer will answer 404 to every sign request (use --keystores-path, --key-config-path, --key-manager-api-enabled or --dev)")
 	}
 
 	dbPath := c.slashingDBPath
@@ -182,7 +192,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	sg.SetSourceReports(reports)
 
-	handler := api.Handler(api.Options{Signer: sg, Logger: log, Metrics: metrics, MaxBodyBytes: c.maxBodyBytes})
+	apiOpts := api.Options{Signer: sg, Logger: log, Metrics: metrics, MaxBodyBytes: c.maxBodyBytes}
+	kmTokenFile, err := c.km.wire(&apiOpts, c.dataDir, managed, keySet, store, log) // keymanager.go
+	if err != nil {
+		return err
+	}
+	handler := api.Handler(apiOpts)
 	ln, err := listen(c.host, c.port)
 	if err != nil {
 		return fmt.Errorf("signing API listener: %w", err)
@@ -211,6 +226,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		fmt.Fprintf(stdout, ", metrics at http://%s/metrics", net.JoinHostPort(c.metricsHost, strconv.Itoa(metricsPort)))
 	}
 	fmt.Fprintln(stdout, ")")
+	if kmTokenFile != "" {
+		fmt.Fprintf(stdout, "keymanager API at %s/eth/v1/keystores (bearer token in %s)\n", url, kmTokenFile)
+	}
 	if c.dev {
 		fmt.Fprintf(stdout, "dev mode: interop test keys (public knowledge, never use on a real network), data in %s\n", c.dataDir)
 		for _, pk := range devKeys {
