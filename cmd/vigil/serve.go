@@ -18,7 +18,7 @@ import (
 	"github.com/vigil-signer/vigil/api"
 	"github.com/vigil-signer/vigil/keystore"
 	"github.com/vigil-signer/vigil/signer"
-	"github.com/vigil-signer/vigil/slashing/sqlite"
+	"github.com/vigil-signer/vigil/slashing"
 )
 
 // devKeyCount is how many interop keys `serve --dev` creates.
@@ -36,8 +36,11 @@ type serveConfig struct {
 	passwordFile    string
 	passwordsPath   string
 	keyConfigPath   string
-	dataDir         string
-	slashingDBPath  string
+	store           storeConfig
+	storeTimeout    time.Duration
+	pruning         bool
+	pruneKeep       uint64
+	pruneInterval   time.Duration
 	farFutureEpochs uint64
 	maxBodyBytes    int64
 	maxInFlight     int
@@ -70,8 +73,11 @@ func serveFlags(c *serveConfig, getenv func(string) string) *flag.FlagSet {
 	fs.StringVar(&c.passwordFile, "keystores-password-file", "", "file holding the one password of every keystore")
 	fs.StringVar(&c.passwordsPath, "keystores-passwords-path", "", "directory of <keystore name>.txt password files")
 	fs.StringVar(&c.keyConfigPath, "key-config-path", "", "directory of key config YAML files (file-raw, file-keystore)")
-	fs.StringVar(&c.dataDir, "data-dir", defaultDataDir(getenv), "directory of the slashing database and vigil.ports")
-	fs.StringVar(&c.slashingDBPath, "slashing-db-path", "", "embedded slashing-protection database file (default <data-dir>/slashing-protection.sqlite)")
+	storeFlags(fs, &c.store, getenv)
+	fs.DurationVar(&c.storeTimeout, "slashing-protection-db-timeout", 5*time.Second, "longest wait for the slashing database per request; then 503, nothing signed")
+	fs.BoolVar(&c.pruning, "slashing-protection-pruning-enabled", true, "prune old slashing-protection history on a schedule")
+	fs.Uint64Var(&c.pruneKeep, "slashing-protection-pruning-epochs-to-keep", 250, "epochs of history kept per key by pruning")
+	fs.DurationVar(&c.pruneInterval, "slashing-protection-pruning-interval", 12*time.Hour, "time between prunes (the first runs one interval after start)")
 	fs.Uint64Var(&c.farFutureEpochs, "slashing-far-future-epochs", 2, "refuse blocks and attestations more than this many epochs after the wall-clock epoch")
 	fs.Int64Var(&c.maxBodyBytes, "http-max-body-bytes", api.DefaultMaxBodyBytes, "largest accepted sign request body")
 	fs.IntVar(&c.maxInFlight, "max-in-flight", 4096, "concurrent sign requests before new ones get 503")
@@ -126,15 +132,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return usagef("--network: %v", err)
 	}
-	if err := os.MkdirAll(c.dataDir, 0o700); err != nil {
+	if err := os.MkdirAll(c.store.dataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
 
 	var devKeys []keystore.PublicKey
 	if c.dev {
 		if c.keystoresPath == "" {
-			c.keystoresPath = filepath.Join(c.dataDir, "dev-keystores")
-			c.passwordFile = filepath.Join(c.dataDir, "dev-keystores-password.txt")
+			c.keystoresPath = filepath.Join(c.store.dataDir, "dev-keystores")
+			c.passwordFile = filepath.Join(c.store.dataDir, "dev-keystores-password.txt")
 			c.passwordsPath = ""
 		}
 		indices := make([]uint64, devKeyCount)
@@ -151,7 +157,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	// Keymanager: keys imported through the API are one more key source (keymanager.go).
-	managed, err := c.km.managedKeys(c.dataDir)
+	managed, err := c.km.managedKeys(c.store.dataDir)
 	if err != nil {
 		return err
 	}
@@ -168,15 +174,19 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		log.Warn("no key source configured: the signer will answer 404 to every sign request (use --keystores-path, --key-config-path, --key-manager-api-enabled or --dev)")
 	}
 
-	dbPath := c.slashingDBPath
-	if dbPath == "" {
-		dbPath = filepath.Join(c.dataDir, "slashing-protection.sqlite")
-	}
-	store, err := sqlite.Open(ctx, dbPath, sqlite.Options{})
+	store, err := openStore(ctx, c.store, false)
 	if err != nil {
-		return fmt.Errorf("slashing-protection database %s: %w", dbPath, err)
+		return err
 	}
 	defer store.Close()
+
+	log.Info("slashing protection database", "store", c.store.describe())
+	if c.pruning {
+		if c.pruneKeep == 0 || c.pruneInterval <= 0 {
+			return usagef("pruning needs --slashing-protection-pruning-epochs-to-keep > 0 and a positive interval")
+		}
+		go pruneLoop(ctx, maintainer(store), slashing.PruneOptions{KeepEpochs: c.pruneKeep, SlotsPerEpoch: network.SlotsPerEpoch}, c.pruneInterval, log)
+	}
 
 	keySet := signer.NewKeySet(keys)
 	metrics := api.NewMetrics(version, keySet.Len)
@@ -185,7 +195,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	sg, err := signer.New(signer.Config{
 		Network: network, Keys: keySet, Store: store, FarFutureEpochs: c.farFutureEpochs,
-		MaxInFlight: c.maxInFlight, Observer: metrics,
+		MaxInFlight: c.maxInFlight, Observer: metrics, StoreTimeout: c.storeTimeout,
 	})
 	if err != nil {
 		return err
@@ -193,7 +203,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	sg.SetSourceReports(reports)
 
 	apiOpts := api.Options{Signer: sg, Logger: log, Metrics: metrics, MaxBodyBytes: c.maxBodyBytes}
-	kmTokenFile, err := c.km.wire(&apiOpts, c.dataDir, managed, keySet, store, log) // keymanager.go
+	kmTokenFile, err := c.km.wire(&apiOpts, c.store.dataDir, managed, keySet, store, log) // keymanager.go
 	if err != nil {
 		return err
 	}
@@ -216,7 +226,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		metricsPort = mln.Addr().(*net.TCPAddr).Port
 	}
 	httpPort := ln.Addr().(*net.TCPAddr).Port
-	if err := writePorts(filepath.Join(c.dataDir, "vigil.ports"), httpPort, metricsPort); err != nil {
+	if err := writePorts(filepath.Join(c.store.dataDir, "vigil.ports"), httpPort, metricsPort); err != nil {
 		log.Warn("cannot write vigil.ports", "err", err)
 	}
 
@@ -230,7 +240,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		fmt.Fprintf(stdout, "keymanager API at %s/eth/v1/keystores (bearer token in %s)\n", url, kmTokenFile)
 	}
 	if c.dev {
-		fmt.Fprintf(stdout, "dev mode: interop test keys (public knowledge, never use on a real network), data in %s\n", c.dataDir)
+		fmt.Fprintf(stdout, "dev mode: interop test keys (public knowledge, never use on a real network), data in %s\n", c.store.dataDir)
 		for _, pk := range devKeys {
 			fmt.Fprintf(stdout, "  %s\n", pk)
 		}
@@ -333,4 +343,27 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// pruneLoop prunes the slashing history every interval until ctx ends. Errors are logged and the
+// next interval tries again: pruning only ever removes history the raised watermarks refuse, so
+// a missed prune costs disk space, never safety.
+func pruneLoop(ctx context.Context, m slashing.Maintainer, opts slashing.PruneOptions, every time.Duration, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		start := time.Now()
+		res, err := m.Prune(ctx, opts)
+		if err != nil {
+			log.Error("slashing-protection pruning failed", "err", err)
+			continue
+		}
+		log.Info("slashing-protection history pruned", "validators", res.Validators, "blocks", res.Blocks,
+			"attestations", res.Attestations, "keep_epochs", opts.KeepEpochs, "took", time.Since(start).Round(time.Millisecond))
+	}
 }
