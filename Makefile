@@ -28,9 +28,11 @@ test: ## run the whole test suite (set VIGIL_REQUIRE_EXTERNAL=1 to fail instead 
 		grep -E '(cases|checks)( run| skipped|,|$$)|^ok' $$log; rm -f $$log; \
 	else cat $$log; rm -f $$log; exit 1; fi
 
-bench: build ## raw BLS vs end-to-end HTTP signing throughput (one run, same cores) and SQLite store benchmarks
-	$(BIN) bench --duration 10s
-	$(GO) test -run '^$$' -bench . -benchtime 3s ./slashing/sqlite/
+bench: build ## raw BLS vs end-to-end HTTP signing (SQLite and a throwaway Postgres) in one run, import at scale, store benchmarks
+	@url=$$(deploy/dev/throwaway-postgres.sh start); trap 'deploy/dev/throwaway-postgres.sh stop' EXIT; \
+	$(BIN) bench --duration 20s --rounds 10 --slashing-protection-db-url "$$url" \
+		--import-validators 10000 --import-attestations 1000
+	$(GO) test -run '^$$' -bench . -benchtime 3s ./slashing/sqlite/ ./signer/
 
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,13 +26,18 @@ import (
 
 // bench measures, in one run on the same cores: (1) raw BLS signing throughput with every core
 // busy, and (2) end-to-end ATTESTATION signing over HTTP through `vigil serve` (in-process, real
-// listener on loopback, embedded SQLite slashing store with fsync), and prints both and their
-// ratio. The load generator shares the cores with the server, so the ratio is a lower bound.
+// listener on loopback) with the embedded SQLite store and, given --slashing-protection-db-url,
+// with Postgres; it prints the rates, their ratios, latency percentiles and database round trips
+// per signature. The load generator shares the cores with the server, so the ratios are lower
+// bounds. With --import-validators it also times an EIP-3076 import of that size.
 func bench(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	duration := fs.Duration("duration", 10*time.Second, "length of each phase")
+	duration := fs.Duration("duration", 10*time.Second, "length of each phase, summed over the rounds")
 	clients := fs.Int("clients", 64, "concurrent HTTP clients (one key each)")
-	rounds := fs.Int("rounds", 5, "alternate the two phases this many times")
+	rounds := fs.Int("rounds", 5, "alternate the phases this many times")
+	pgURL := fs.String("slashing-protection-db-url", "", "also measure with this Postgres database (its contents are added to)")
+	importValidators := fs.Int("import-validators", 0, "also time an interchange import of this many validators")
+	importAtts := fs.Int("import-attestations", 1000, "attestations per validator in the import")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	if err := parseLayered(fs, args, getenv); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -42,14 +49,21 @@ func bench(ctx context.Context, args []string, getenv func(string) string, stdou
 		return usagef("bench: want --clients ≥ 1, --rounds ≥ 1 and --duration ≥ 1s per round")
 	}
 	cores := runtime.GOMAXPROCS(0)
-	fmt.Fprintf(stdout, "vigil bench: %d cores, %d rounds of %s raw + %s end-to-end, %d HTTP clients\n",
-		cores, *rounds, *duration/time.Duration(*rounds), *duration/time.Duration(*rounds), *clients)
+	step := *duration / time.Duration(*rounds)
+	fmt.Fprintf(stdout, "vigil bench: %d cores, %d rounds of %s per phase, %d HTTP clients\n", cores, *rounds, step, *clients)
 
-	h, err := startBenchServer(ctx, *clients, stderr)
-	if err != nil {
-		return err
+	targets := []*benchTarget{{name: "SQLite"}}
+	if *pgURL != "" {
+		targets = append(targets, &benchTarget{name: "Postgres", args: []string{"--slashing-protection-db-url", *pgURL}})
 	}
-	defer h.close()
+	for _, t := range targets {
+		srv, err := startBenchServer(ctx, *clients, t.args, stderr)
+		if err != nil {
+			return fmt.Errorf("%s: %w", t.name, err)
+		}
+		defer srv.close()
+		t.srv = srv
+	}
 
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -63,37 +77,121 @@ func bench(ctx context.Context, args []string, getenv func(string) string, stdou
 		defer pprof.StopCPUProfile()
 	}
 	// Phases alternate in short rounds so that drift in the machine's speed (other tenants,
-	// thermal) hits both alike; the totals over all rounds give the ratio.
-	var rawN, e2eN int64
-	var rawT, e2eT, rawCPU, e2eCPU time.Duration
-	step := *duration / time.Duration(*rounds)
+	// thermal) hits all alike; the totals over all rounds give the ratios.
+	var raw benchPhase
 	for i := range *rounds {
 		c0 := processCPU()
-		n, t, err := benchRaw(ctx, cores, step)
+		n, d, err := benchRaw(ctx, cores, step)
 		if err != nil {
 			return err
 		}
-		c1 := processCPU()
-		rawN, rawT, rawCPU = rawN+n, rawT+t, rawCPU+c1-c0
-		m, u, err := h.run(ctx, step)
-		if err != nil {
-			return err
+		raw.add(n, d, processCPU()-c0, nil)
+		line := fmt.Sprintf("  round %d: raw %6.0f/s", i+1, float64(n)/d.Seconds())
+		for _, t := range targets {
+			trips0 := t.srv.roundTrips()
+			c0 := processCPU()
+			n, d, lat, err := t.srv.run(ctx, step)
+			if err != nil {
+				return fmt.Errorf("%s: %w", t.name, err)
+			}
+			t.add(n, d, processCPU()-c0, lat)
+			t.trips += t.srv.roundTrips() - trips0
+			line += fmt.Sprintf("  %s %6.0f/s (%.3f)", t.name, float64(n)/d.Seconds(), (float64(n)/d.Seconds())/(float64(raw.n)/raw.d.Seconds()))
 		}
-		e2eN, e2eT, e2eCPU = e2eN+m, e2eT+u, e2eCPU+processCPU()-c1
-		fmt.Fprintf(stdout, "  round %d: raw %6.0f/s  end-to-end %6.0f/s  ratio %.3f\n", i+1,
-			float64(n)/t.Seconds(), float64(m)/u.Seconds(), (float64(m)/u.Seconds())/(float64(n)/t.Seconds()))
+		fmt.Fprintln(stdout, line)
 	}
-	raw, e2e := float64(rawN)/rawT.Seconds(), float64(e2eN)/e2eT.Seconds()
-	fmt.Fprintf(stdout, "raw BLS sign (all cores):                 %8.0f signatures/s\n", raw)
-	fmt.Fprintf(stdout, "end-to-end HTTP ATTESTATION (SQLite):     %8.0f signatures/s\n", e2e)
-	fmt.Fprintf(stdout, "ratio end-to-end / raw:                   %8.3f\n", e2e/raw)
-	// CPU cost per signature (process CPU time, server and load generator together): less
-	// sensitive than wall-clock rates to a noisy machine, and it says where the cores went.
-	rawCost := rawCPU.Seconds() / float64(rawN) * 1e6
-	e2eCost := e2eCPU.Seconds() / float64(e2eN) * 1e6
-	fmt.Fprintf(stdout, "CPU per signature: raw %.0f µs, end-to-end %.0f µs (server + load generator); raw/e2e %.3f; cores busy: raw %.0f%%, e2e %.0f%%\n",
-		rawCost, e2eCost, rawCost/e2eCost,
-		100*rawCPU.Seconds()/rawT.Seconds()/float64(cores), 100*e2eCPU.Seconds()/e2eT.Seconds()/float64(cores))
+	fmt.Fprintf(stdout, "raw BLS sign (all cores): %8.0f signatures/s, %.0f µs CPU each\n", raw.rate(), raw.cpuPer())
+	for _, t := range targets {
+		p50, p99 := t.percentile(0.50), t.percentile(0.99)
+		trips := "n/a"
+		if t.trips >= 0 && t.name != "SQLite" {
+			trips = fmt.Sprintf("%.2f", float64(t.trips)/float64(t.n))
+		}
+		fmt.Fprintf(stdout, "end-to-end HTTP ATTESTATION, %-8s %8.0f signatures/s  ratio %.3f  latency p50 %s p99 %s  CPU %.0f µs/signature (server + load generator)  DB round trips/signature %s\n",
+			t.name+":", t.rate(), t.rate()/raw.rate(), p50, p99, t.cpuPer(), trips)
+	}
+
+	if *importValidators > 0 {
+		// Into the shared database when there is one (the at-scale case), else the embedded one.
+		if err := benchImport(ctx, targets[len(targets)-1], *importValidators, *importAtts, stdout); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// benchPhase accumulates one phase over the rounds.
+type benchPhase struct {
+	n   int64
+	d   time.Duration
+	cpu time.Duration
+	lat []time.Duration
+}
+
+func (p *benchPhase) add(n int64, d, cpu time.Duration, lat []time.Duration) {
+	p.n, p.d, p.cpu = p.n+n, p.d+d, p.cpu+cpu
+	p.lat = append(p.lat, lat...)
+}
+
+func (p *benchPhase) rate() float64   { return float64(p.n) / p.d.Seconds() }
+func (p *benchPhase) cpuPer() float64 { return p.cpu.Seconds() / float64(p.n) * 1e6 }
+
+func (p *benchPhase) percentile(q float64) time.Duration {
+	if len(p.lat) == 0 {
+		return 0
+	}
+	slices.Sort(p.lat)
+	return p.lat[min(len(p.lat)-1, int(q*float64(len(p.lat))))].Round(10 * time.Microsecond)
+}
+
+// benchTarget is one store configuration under test.
+type benchTarget struct {
+	benchPhase
+	name  string
+	args  []string
+	srv   *benchServer
+	trips int64
+}
+
+// benchImport writes an interchange file of v validators × a attestations (plus one block each)
+// and times `vigil slashing import` of it into the target's database.
+func benchImport(ctx context.Context, t *benchTarget, v, a int, stdout io.Writer) error {
+	f, err := os.CreateTemp("", "vigil-bench-interchange-*.json")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	w := bufio.NewWriterSize(f, 1<<20)
+	fmt.Fprintf(w, `{"metadata":{"interchange_format_version":"5","genesis_validators_root":"%s"},"data":[`, benchGVR)
+	for i := range v {
+		if i > 0 {
+			w.WriteByte(',')
+		}
+		fmt.Fprintf(w, `{"pubkey":"0xbe%094x","signed_blocks":[{"slot":"%d","signing_root":"0x%064x"}],"signed_attestations":[`, i, 1000, i)
+		for e := range a {
+			if e > 0 {
+				w.WriteByte(',')
+			}
+			fmt.Fprintf(w, `{"source_epoch":"%d","target_epoch":"%d","signing_root":"0x%064x"}`, e, e+1, e)
+		}
+		w.WriteString("]}")
+	}
+	w.WriteString("]}")
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	info, _ := f.Stat()
+	f.Close()
+	var out, errb bytes.Buffer
+	args := []string{"slashing", "import", "--file", f.Name(), "--data-dir", t.srv.dir}
+	args = append(args, t.args...)
+	start := time.Now()
+	if code := run(ctx, args, func(string) string { return "" }, &out, &errb); code != 0 {
+		return fmt.Errorf("%s import: %s", t.name, errb.String())
+	}
+	took := time.Since(start)
+	fmt.Fprintf(stdout, "import %d validators × %d attestations (%.0f MB) into %s: %s (%.0f attestations/s)\n",
+		v, a, float64(info.Size())/1e6, t.name, took.Round(10*time.Millisecond), float64(v*a)/took.Seconds())
 	return nil
 }
 
@@ -132,9 +230,31 @@ type benchServer struct {
 	stop   context.CancelFunc
 	done   chan error
 	epochs []uint64 // next attestation target epoch per client
+
+	metricsURL string
 }
 
-func startBenchServer(ctx context.Context, clients int, stderr io.Writer) (*benchServer, error) {
+// roundTrips reads the server's slashing-database round-trip counter from /metrics (-1 when
+// the store does not count them).
+func (h *benchServer) roundTrips() int64 {
+	resp, err := h.client.Get(h.metricsURL)
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "vigil_slashing_db_round_trips_total "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err == nil {
+				return int64(f)
+			}
+		}
+	}
+	return -1
+}
+
+func startBenchServer(ctx context.Context, clients int, extra []string, stderr io.Writer) (*benchServer, error) {
 	dir, err := os.MkdirTemp("", "vigil-bench-")
 	if err != nil {
 		return nil, err
@@ -152,19 +272,26 @@ func startBenchServer(ctx context.Context, clients int, stderr io.Writer) (*benc
 	srvCtx, stop := context.WithCancel(ctx)
 	h.stop = stop
 	go func() {
-		h.done <- serve(srvCtx, []string{
+		h.done <- serve(srvCtx, append([]string{
 			"--network", "minimal", "--data-dir", dir, "--keystores-path", ksDir,
-			"--keystores-password-file", pwFile, "--http-listen-port", "0", "--metrics-enabled=false",
+			"--keystores-password-file", pwFile, "--http-listen-port", "0", "--metrics-listen-port", "0",
 			"--log-level", "warn",
-		}, func(string) string { return "" }, io.Discard, stderr)
+		}, extra...), func(string) string { return "" }, io.Discard, stderr)
 	}()
-	port, err := waitForPort(filepath.Join(dir, "vigil.ports"), h.done)
+	port, err := waitForPort(filepath.Join(dir, "vigil.ports"), "http-port=", h.done)
+	if err != nil {
+		stop()
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	mport, err := waitForPort(filepath.Join(dir, "vigil.ports"), "metrics-port=", h.done)
 	if err != nil {
 		stop()
 		os.RemoveAll(dir)
 		return nil, err
 	}
 	h.url = "http://127.0.0.1:" + strconv.Itoa(port) + "/api/v1/eth2/sign/"
+	h.metricsURL = "http://127.0.0.1:" + strconv.Itoa(mport) + "/metrics"
 	tr := &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}
 	h.client = &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	for i := range h.epochs {
@@ -180,13 +307,17 @@ func (h *benchServer) close() {
 	os.RemoveAll(h.dir)
 }
 
-const benchForkInfo = `{"fork":{"previous_version":"0x00000001","current_version":"0x01000001","epoch":"0"},"genesis_validators_root":"0x05d79a31a8e69ecd78114c50ce73116be33027d8431b82fff6c0b3cd9c2cbb1f"}`
+const (
+	benchGVR      = "0x05d79a31a8e69ecd78114c50ce73116be33027d8431b82fff6c0b3cd9c2cbb1f"
+	benchForkInfo = `{"fork":{"previous_version":"0x00000001","current_version":"0x01000001","epoch":"0"},"genesis_validators_root":"` + benchGVR + `"}`
+)
 
 // run drives every client for d with ever-increasing attestation epochs (never slashable) and
 // returns the number of signatures received.
-func (h *benchServer) run(ctx context.Context, d time.Duration) (int64, time.Duration, error) {
+func (h *benchServer) run(ctx context.Context, d time.Duration) (int64, time.Duration, []time.Duration, error) {
 	var n atomic.Int64
 	var firstErr atomic.Value
+	lats := make([][]time.Duration, len(h.pubs))
 	deadline := time.Now().Add(d)
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -202,6 +333,7 @@ func (h *benchServer) run(ctx context.Context, d time.Duration) (int64, time.Dur
 				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader([]byte(body)))
 				req.Header.Set("Content-Type", "application/json")
 				req.Header.Set("Accept", "application/json")
+				t0 := time.Now()
 				resp, err := h.client.Do(req)
 				if err != nil {
 					firstErr.CompareAndSwap(nil, err)
@@ -213,6 +345,7 @@ func (h *benchServer) run(ctx context.Context, d time.Duration) (int64, time.Dur
 					firstErr.CompareAndSwap(nil, fmt.Errorf("status %d: %s", resp.StatusCode, b))
 					return
 				}
+				lats[c] = append(lats[c], time.Since(t0))
 				n.Add(1)
 			}
 		}()
@@ -220,13 +353,17 @@ func (h *benchServer) run(ctx context.Context, d time.Duration) (int64, time.Dur
 	wg.Wait()
 	elapsed := time.Since(start)
 	if v := firstErr.Load(); v != nil {
-		return 0, 0, fmt.Errorf("bench request failed: %v", v)
+		return 0, 0, nil, fmt.Errorf("bench request failed: %v", v)
 	}
-	return n.Load(), elapsed, ctx.Err()
+	var all []time.Duration
+	for _, l := range lats {
+		all = append(all, l...)
+	}
+	return n.Load(), elapsed, all, ctx.Err()
 }
 
 // waitForPort polls the vigil.ports file until the server has bound its listener.
-func waitForPort(path string, done <-chan error) (int, error) {
+func waitForPort(path, key string, done <-chan error) (int, error) {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
@@ -236,7 +373,7 @@ func waitForPort(path string, done <-chan error) (int, error) {
 		}
 		if data, err := os.ReadFile(path); err == nil {
 			for _, line := range strings.Split(string(data), "\n") {
-				if v, ok := strings.CutPrefix(line, "http-port="); ok {
+				if v, ok := strings.CutPrefix(line, key); ok {
 					return strconv.Atoi(v)
 				}
 			}
