@@ -81,6 +81,12 @@ func (m *Metrics) SetKeyLoadErrors(source string, n int) {
 	m.keyErrors.WithLabelValues(source).Set(float64(n))
 }
 
+// CounterFunc registers a counter read from fn at scrape time (a component's own cumulative
+// counters, e.g. the slashing database's round trips).
+func (m *Metrics) CounterFunc(name, help string, fn func() float64) {
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, fn))
+}
+
 // Registry exposes the registry (tests, extra collectors).
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 

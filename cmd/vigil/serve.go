@@ -190,6 +190,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 
 	keySet := signer.NewKeySet(keys)
 	metrics := api.NewMetrics(version, keySet.Len)
+	storeMetrics(metrics, store)
 	for _, r := range reports {
 		metrics.SetKeyLoadErrors(r.Name, len(r.Errors))
 	}

@@ -19,6 +19,8 @@ import (
 	"github.com/attestantio/go-eth2-client/spec/phase0"
 
 	"github.com/vigil-signer/vigil/slashing"
+	"github.com/vigil-signer/vigil/slashing/postgres"
+	"github.com/vigil-signer/vigil/slashing/postgres/pgtest"
 	"github.com/vigil-signer/vigil/slashing/slashingtest"
 	"github.com/vigil-signer/vigil/slashing/sqlite"
 )
@@ -36,12 +38,23 @@ type store struct {
 	open func(t *testing.T) slashing.Store
 }
 
-// stores lists every store the vectors run against. The Postgres store
-// (slashing/postgres, next issue) is added here: it opens a fresh schema per
-// test on the throwaway cluster, skips with a clear message when no server is
-// configured, and fails instead under VIGIL_REQUIRE_EXTERNAL=1.
+// TestMain stops the throwaway PostgreSQL cluster (if a test started one)
+// after the run.
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// stores lists every store the vectors run against. The Postgres store opens
+// a fresh database per test on the throwaway cluster (pgtest), or on the
+// server at VIGIL_TEST_POSTGRES_URL; without PostgreSQL it skips with a clear
+// message, and fails instead under VIGIL_REQUIRE_EXTERNAL=1.
 func stores() []store {
 	return []store{
+		{"postgres", func(t *testing.T) slashing.Store {
+			s, err := postgres.Open(context.Background(), pgtest.NewDatabase(t), postgres.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}},
 		{"sqlite", func(t *testing.T) slashing.Store {
 			s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "slashing.db"), sqlite.Options{})
 			if err != nil {

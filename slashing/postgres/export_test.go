@@ -1,0 +1,7 @@
+package postgres
+
+// Exported for the external tests.
+const (
+	LockNamespaceBlock = lockNamespaceBlock
+	LockNamespaceAtt   = lockNamespaceAtt
+)

@@ -1,0 +1,220 @@
+package postgres
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+// migrations are the embedded schema migrations, in version order:
+// migrations/NNNN_name.sql brings the schema from version NNNN-1 to NNNN.
+var migrations = mustLoadMigrations()
+
+// SchemaVersion is the schema version this code creates and understands.
+var SchemaVersion = len(migrations)
+
+// applicationName marks a schema as Vigil's (schema_version.application).
+const applicationName = "vigil-slashing-protection"
+
+// migrationLock is the session-level advisory lock (two-integer form) that
+// serialises migrations of every process sharing the database.
+const (
+	lockNamespaceMigrate = 1447493632 // 0x56470000
+	lockNamespaceBlock   = 1447493633 // as in the migrations
+	lockNamespaceAtt     = 1447493634
+)
+
+func mustLoadMigrations() []migration {
+	entries, err := fs.ReadDir(migrationFS, "migrations")
+	if err != nil {
+		panic(err)
+	}
+	var ms []migration
+	for _, e := range entries {
+		name := e.Name()
+		num, _, ok := strings.Cut(name, "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil || !strings.HasSuffix(name, ".sql") {
+			panic(fmt.Sprintf("postgres: bad migration file name %q", name))
+		}
+		b, err := migrationFS.ReadFile(path.Join("migrations", name))
+		if err != nil {
+			panic(err)
+		}
+		ms = append(ms, migration{version: v, name: name, sql: string(b)})
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
+	for i, m := range ms {
+		if m.version != i+1 {
+			panic(fmt.Sprintf("postgres: migrations are not numbered 1..n: %q", m.name))
+		}
+	}
+	return ms
+}
+
+// Migrate brings the schema at url up to SchemaVersion and returns; it is
+// what `vigil slashing migrate` runs. Open runs it too unless
+// Options.DisableMigrations is set. Concurrent migrations by several
+// processes are serialised by a session-level advisory lock; the later ones
+// find the work done. A schema newer than this code is refused
+// (ErrSchemaTooNew), a schema holding other tables too (ErrForeignDatabase).
+func Migrate(ctx context.Context, url string) error {
+	return MigrateWithOptions(ctx, url, Options{})
+}
+
+// MigrateWithOptions is Migrate for a store opened with opts (Schema and the
+// connection settings are used).
+func MigrateWithOptions(ctx context.Context, url string, opts Options) error {
+	if err := opts.Validate(); err != nil {
+		return err
+	}
+	opts = opts.withDefaults()
+	cfg, err := connConfig(url, opts, nil)
+	if err != nil {
+		return err
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return unavailable("connecting for migrations", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	return migrate(ctx, conn, opts.Schema)
+}
+
+// migrate runs the migrations on conn under the migration lock. The lock is
+// session-level: if unlocking fails the caller must close conn (closing
+// releases it).
+func migrate(ctx context.Context, conn *pgx.Conn, schema string) (err error) {
+	// A migration of a large database can take long: wait for the lock (and
+	// run the DDL) bounded by ctx only, not by the store's timeouts.
+	if _, err := conn.Exec(ctx, "SET lock_timeout = 0"); err != nil {
+		return unavailable("migrating", err)
+	}
+	if _, err := conn.Exec(ctx, "SET statement_timeout = 0"); err != nil {
+		return unavailable("migrating", err)
+	}
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1, 0)", lockNamespaceMigrate); err != nil {
+		return unavailable("waiting for the migration lock", err)
+	}
+	defer func() {
+		if _, uerr := conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1, 0)", lockNamespaceMigrate); uerr != nil && err == nil {
+			err = unavailable("releasing the migration lock", uerr)
+		}
+	}()
+	if schema != "" {
+		if _, err := conn.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{schema}.Sanitize()); err != nil {
+			return unavailable("creating schema "+schema, err)
+		}
+	}
+	for {
+		done, err := migrateOne(ctx, conn)
+		if err != nil || done {
+			return err
+		}
+	}
+}
+
+// schemaVersion reads the version of the schema on conn's search_path:
+// 0 for an empty schema; ErrForeignDatabase for a schema with other tables.
+func schemaVersion(ctx context.Context, q interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}) (int, error) {
+	var hasVersion bool
+	var others int
+	err := q.QueryRow(ctx, `SELECT
+			EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = current_schema() AND tablename = 'schema_version'),
+			(SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+				WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'v', 'm', 'f'))`).Scan(&hasVersion, &others)
+	if err != nil {
+		return 0, unavailable("reading the schema", err)
+	}
+	if !hasVersion {
+		if others != 0 {
+			return 0, fmt.Errorf("%w: the schema has %d tables but no Vigil schema_version (use an empty database or Options.Schema)", ErrForeignDatabase, others)
+		}
+		return 0, nil
+	}
+	var app string
+	var v int
+	switch err := q.QueryRow(ctx, "SELECT application, version FROM schema_version WHERE id = 1").Scan(&app, &v); {
+	case errors.Is(err, pgx.ErrNoRows):
+		return 0, fmt.Errorf("%w: schema_version has no row", ErrForeignDatabase)
+	case err != nil:
+		var pe interface{ SQLState() string }
+		if errors.As(err, &pe) && (pe.SQLState() == "42703" || pe.SQLState() == "42P01") { // undefined column/table
+			return 0, fmt.Errorf("%w: schema_version is not Vigil's: %v", ErrForeignDatabase, err)
+		}
+		return 0, unavailable("reading schema_version", err)
+	case app != applicationName:
+		return 0, fmt.Errorf("%w: schema_version belongs to %q", ErrForeignDatabase, app)
+	}
+	return v, nil
+}
+
+func checkVersion(v int) error {
+	if v > SchemaVersion {
+		return fmt.Errorf("%w: the database has schema version %d, this Vigil knows up to %d (upgrade Vigil)", ErrSchemaTooNew, v, SchemaVersion)
+	}
+	return nil
+}
+
+func migrateOne(ctx context.Context, conn *pgx.Conn) (done bool, err error) {
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return false, unavailable("starting the migration transaction", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback(context.WithoutCancel(ctx))
+		}
+	}()
+	v, err := schemaVersion(ctx, tx)
+	if err != nil {
+		return false, err
+	}
+	if err := checkVersion(v); err != nil {
+		return false, err
+	}
+	if v == SchemaVersion {
+		return true, unavailable("committing", tx.Commit(ctx))
+	}
+	if v == 0 {
+		if _, err := tx.Exec(ctx, `CREATE TABLE schema_version (
+			id          smallint PRIMARY KEY CHECK (id = 1),
+			application text     NOT NULL,
+			version     integer  NOT NULL
+		)`); err != nil {
+			return false, unavailable("creating schema_version", err)
+		}
+	}
+	m := migrations[v]
+	// Simple protocol: a migration file holds many statements.
+	if _, err := tx.Exec(ctx, m.sql, pgx.QueryExecModeSimpleProtocol); err != nil {
+		return false, fmt.Errorf("postgres: migration %s: %w", m.name, unavailable("migrating", err))
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO schema_version (id, application, version) VALUES (1, $1, $2)
+		ON CONFLICT (id) DO UPDATE SET version = excluded.version`, applicationName, m.version); err != nil {
+		return false, unavailable("recording the schema version", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return false, fmt.Errorf("postgres: migration %s: %w", m.name, unavailable("commit", err))
+	}
+	return false, nil
+}
