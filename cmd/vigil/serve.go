@@ -185,7 +185,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		if c.pruneKeep == 0 || c.pruneInterval <= 0 {
 			return usagef("pruning needs --slashing-protection-pruning-epochs-to-keep > 0 and a positive interval")
 		}
-		go pruneLoop(ctx, maintainer(store), slashing.PruneOptions{KeepEpochs: c.pruneKeep, SlotsPerEpoch: network.SlotsPerEpoch}, c.pruneInterval, log)
+		m, err := maintainer(store)
+		if err != nil {
+			return usagef("%v: set --slashing-protection-pruning-enabled=false", err)
+		}
+		go pruneLoop(ctx, m, slashing.PruneOptions{KeepEpochs: c.pruneKeep, SlotsPerEpoch: network.SlotsPerEpoch}, c.pruneInterval, log)
 	}
 
 	keySet := signer.NewKeySet(keys)

@@ -92,7 +92,11 @@ func slashingCmd(ctx context.Context, args []string, getenv func(string) string,
 			return err
 		}
 		defer store.Close()
-		res, err := maintainer(store).Prune(ctx, slashing.PruneOptions{KeepEpochs: keepEpochs, SlotsPerEpoch: n.SlotsPerEpoch})
+		m, err := maintainer(store)
+		if err != nil {
+			return err
+		}
+		res, err := m.Prune(ctx, slashing.PruneOptions{KeepEpochs: keepEpochs, SlotsPerEpoch: n.SlotsPerEpoch})
 		if err != nil {
 			return err
 		}
@@ -128,13 +132,13 @@ func parsePubkeys(list string) ([]phase0.BLSPubKey, error) {
 	return out, nil
 }
 
-// maintainer returns the store's lifecycle side; every store implements it.
-func maintainer(s slashing.Store) slashing.Maintainer {
+// maintainer returns the store's lifecycle side (pruning, watermarks).
+func maintainer(s slashing.Store) (slashing.Maintainer, error) {
 	m, ok := s.(slashing.Maintainer)
 	if !ok {
-		panic(fmt.Sprintf("store %T does not implement slashing.Maintainer", s))
+		return nil, fmt.Errorf("the %T slashing store does not support pruning or watermark repair", s)
 	}
-	return m
+	return m, nil
 }
 
 func slashingWatermark(ctx context.Context, sc storeConfig, set map[string]bool, pks []phase0.BLSPubKey,
@@ -154,7 +158,10 @@ func slashingWatermark(ctx context.Context, sc storeConfig, set map[string]bool,
 		return err
 	}
 	defer store.Close()
-	m := maintainer(store)
+	m, err := maintainer(store)
+	if err != nil {
+		return err
+	}
 	if raise {
 		n, err := m.RaiseLowWatermarks(ctx, pks, phase0.Slot(slot), phase0.Epoch(epoch))
 		if err != nil {
