@@ -13,11 +13,13 @@
 //
 // prepared on every new pool connection (so each call is Bind, Execute,
 // Sync: one network round trip, no describe), and run as its own implicit
-// transaction. The PL/pgSQL function (migrations/0001_initial.sql) does,
-// in order: check the fence (below); refuse a genesis validators root other
-// than the pinned one; find the key's id, registering an unknown key; take
-// the transaction-scoped advisory lock of (blocks|attestations, key id);
-// read the key's enabled flag and low watermarks, then the recorded message
+// transaction. The PL/pgSQL function (migrations/0001_initial.sql, replaced
+// by 0002_high_watermark.sql) does, in order: check the fence (below),
+// reading the database's high watermark from the same locked row; refuse a
+// genesis validators root other than the pinned one; find the key's id,
+// registering an unknown key; take the transaction-scoped advisory lock of
+// (blocks|attestations, key id); read the key's enabled flag and low
+// watermarks, then the recorded message
 // at the same slot/target and, for votes, one surrounding and one surrounded
 // vote; decide with exactly the order and outcomes of slashing.CheckBlock /
 // CheckAttestation; and on Record pin the genesis root if none, insert the
@@ -48,7 +50,9 @@
 //
 // Atomicity. Each check-and-record is one function call, hence one
 // transaction. An import merges one validator entry in one call
-// (vigil_import_validator). Enabling and disabling a key is one call.
+// (vigil_import_validator). Enabling and disabling a key is one call. So is
+// setting the high watermark, and each chunk of keys of a prune or a
+// low-watermark raise (see Maintenance).
 //
 // Per-key serialisation. The facts are read after the key's advisory lock is
 // granted, and the lock is held until commit, so check-and-records of one
@@ -57,15 +61,17 @@
 // takes a fresh snapshot per statement inside the function. The store's
 // connections set default_transaction_isolation to read committed, and the
 // functions refuse to run under another isolation level (under REPEATABLE
-// READ, two concurrent surrounding votes could both commit). Imports and
-// enable/disable take both kinds' locks (blocks first). Blocks and votes of
+// READ, two concurrent surrounding votes could both commit). Imports,
+// enable/disable and the maintenance functions take both kinds' locks
+// (blocks first). Blocks and votes of
 // one key do not interact and do not contend. The primary keys (key, slot)
 // and (key, target epoch) are the last line of defence: a conflicting insert
 // that got past the rules would fail the transaction.
 //
 // # Fencing
 //
-// Every write (sign, import, enable/disable) carries the writer's term
+// Every write (sign, import, enable/disable, prune, low-watermark raise,
+// high watermark) carries the writer's term
 // (Options.Term, changed by SetTerm) and commits only if it equals the term
 // in the fence table, checked in the same transaction: the write functions
 // begin with
@@ -109,6 +115,61 @@
 //
 // A fenced write returns an error wrapping ErrFenced, which also matches
 // slashing.ErrUnavailable (the signer answers 503 and signs nothing).
+//
+// # Maintenance
+//
+// Store implements slashing.Maintainer with three more write functions
+// (migrations/0002_high_watermark.sql), each a write at the store's term
+// that begins with the fence check above (a stale term: ErrFenced, nothing
+// written, counted in Stats.Fenced; Prune and RaiseLowWatermarks make at
+// least one call even with no keys, so a fenced store always learns it).
+//
+// The high watermark is two columns of the fence row (hw_slot, hw_epoch;
+// NULL = none), not a table of its own: the signature functions already
+// lock and read that row, so the check costs no extra probe and a signature
+// is still one statement. The check sits where slashing.CheckBlock /
+// CheckAttestation have it: blocks after the enabled flag, votes after
+// source > target, both before the low watermark; the refusal (verdict 10,
+// x1 = the high-watermark slot or epoch) is rebuilt by the rules with
+// BlockFacts.High / AttestationFacts.High, reason AboveHighWatermark.
+// vigil_set_high_watermark changes it exactly as vigil_set_term changes the
+// term: LOCK TABLE fence IN EXCLUSIVE MODE, then the term check, then the
+// update. By the fencing argument, SetHighWatermark waits for every write in
+// flight and, once it returns, every signature that commits was checked
+// against the new value, so an export taken after it holds everything
+// signed below the ceiling and nothing above it will be signed here. Like
+// SetTerm it makes signatures wait behind it while it waits for the writes
+// in flight (a prune call included).
+//
+// Prune lists the keys, then calls vigil_prune with chunks of up to 64 key
+// ids. Per key, under both of its advisory locks (so it is serialised with
+// the key's signatures and imports), the function reads the watermarks and
+// the newest slot and target, computes the cuts of slashing.PruneCuts and
+// the watermarks of slashing.PrunedWatermarks (the source watermark raised
+// to the largest source among the votes below the new target watermark) in
+// SQL, writes them and deletes the blocks and votes below them: only what
+// the raised watermarks already refuse, so nothing refused before is
+// accepted after. The u64 arithmetic is exact (numeric). A call stops after
+// the key that brings its deletions to 16,384 rows and reports how many keys
+// it handled; the next call goes on from there, so keys stay locked for
+// milliseconds in steady state and a long first prune does not hold a chunk
+// of keys (and their signatures) for long. One key is always pruned in one
+// call.
+//
+// RaiseLowWatermarks calls vigil_raise_low_watermarks with chunks of up to
+// 256 keys (nil: every key registered when it starts; else the named keys,
+// sorted and deduplicated, registering unknown ones), raising each key's
+// watermarks with greatest() under both of its locks (raise only,
+// slashing.RaisedWatermarks) and counting the keys that moved.
+//
+// Lock order. A call that locks several keys locks them one after the
+// other in ascending (id mod 2^31, id) order, blocks before attestations
+// for each key; single-key writes take one lock or the same two in the
+// same order. Every transaction thus takes advisory locks in one global
+// order, and none waits for a lock while holding a later one: maintenance
+// cannot deadlock with signing or with itself. Named new keys are
+// registered before any key is locked, in pubkey order, so concurrent
+// registrations of the same keys cannot deadlock either.
 //
 // # Storage of u64 values
 //

@@ -306,7 +306,8 @@ func (s *Store) GenesisValidatorsRoot(ctx context.Context) (phase0.Root, bool, e
 	return r, true, nil
 }
 
-// Verdict codes of the database functions (see migrations/0001_initial.sql).
+// Verdict codes of the database functions (see migrations/0001_initial.sql and
+// 0002_high_watermark.sql).
 const (
 	verdictRecord      = 0
 	verdictRepeat      = 1
@@ -318,6 +319,7 @@ const (
 	verdictDouble      = 7
 	verdictSurrounded  = 8
 	verdictSurrounding = 9
+	verdictAboveHW     = 10
 )
 
 type verdict struct {
@@ -395,6 +397,9 @@ func (s *Store) blockVerdict(b slashing.Block, term int64, v verdict) error {
 	switch v.code {
 	case verdictDisabled:
 		f.Enabled, want = false, slashing.ValidatorDisabled
+	case verdictAboveHW:
+		hw := phase0.Slot(dec(deref(v.x1)))
+		f.High, want = &hw, slashing.AboveHighWatermark
 	case verdictBelowLW:
 		lw := phase0.Slot(dec(deref(v.x1)))
 		f.LowWatermark, want = &lw, slashing.BelowLowWatermark
@@ -430,6 +435,9 @@ func (s *Store) attestationVerdict(a slashing.Attestation, term int64, v verdict
 		f.Enabled, want = false, slashing.ValidatorDisabled
 	case verdictSourceAfter:
 		want = slashing.SourceAfterTarget
+	case verdictAboveHW:
+		hw := phase0.Epoch(dec(deref(v.x1)))
+		f.High, want = &hw, slashing.AboveHighWatermark
 	case verdictBelowLW:
 		f.LowWatermark = &slashing.AttestationWatermark{Source: phase0.Epoch(dec(deref(v.x1))), Target: phase0.Epoch(dec(deref(v.x2)))}
 		want = slashing.BelowLowWatermark
