@@ -94,6 +94,7 @@ type Decoder struct {
 	pending []ValidatorHistory
 	index   int // index in "data" of the next entry to decode
 	err     error
+	fields  [3]json.RawMessage // scratch for fastFields
 }
 
 type decoderState int
@@ -278,6 +279,13 @@ func (d *Decoder) metadata(raw json.RawMessage) (Metadata, error) {
 	return m, nil
 }
 
+// Member names of the wire types, for the fastFields path (same order as the struct fields).
+var (
+	validatorFields   = []string{"pubkey", "signed_blocks", "signed_attestations"}
+	blockFields       = []string{"slot", "signing_root"}
+	attestationFields = []string{"source_epoch", "target_epoch", "signing_root"}
+)
+
 type wireValidator struct {
 	Pubkey             json.RawMessage `json:"pubkey"`
 	SignedBlocks       json.RawMessage `json:"signed_blocks"`
@@ -314,7 +322,9 @@ func (d *Decoder) entry() (ValidatorHistory, bool, error) {
 		return ValidatorHistory{}, false, d.fail(idx, "", "", "a validator entry must be an object")
 	}
 	var w wireValidator
-	if err := json.Unmarshal(raw, &w); err != nil {
+	if f := d.fields[:3]; fastFields(raw, validatorFields, f) {
+		w = wireValidator{Pubkey: f[0], SignedBlocks: f[1], SignedAttestations: f[2]}
+	} else if err := json.Unmarshal(raw, &w); err != nil {
 		return ValidatorHistory{}, false, d.fail(idx, "", "", err.Error())
 	}
 	var h ValidatorHistory
@@ -335,7 +345,9 @@ func (d *Decoder) entry() (ValidatorHistory, bool, error) {
 			return ValidatorHistory{}, false, d.fail(idx, pk, field, "must be an object")
 		}
 		var wb wireBlock
-		if err := json.Unmarshal(rb, &wb); err != nil {
+		if f := d.fields[:2]; fastFields(rb, blockFields, f) {
+			wb = wireBlock{Slot: f[0], SigningRoot: f[1]}
+		} else if err := json.Unmarshal(rb, &wb); err != nil {
 			return ValidatorHistory{}, false, d.fail(idx, pk, field, err.Error())
 		}
 		slot, err := parseU64Field(wb.Slot)
@@ -360,7 +372,9 @@ func (d *Decoder) entry() (ValidatorHistory, bool, error) {
 			return ValidatorHistory{}, false, d.fail(idx, pk, field, "must be an object")
 		}
 		var wa wireAttestation
-		if err := json.Unmarshal(ra, &wa); err != nil {
+		if f := d.fields[:3]; fastFields(ra, attestationFields, f) {
+			wa = wireAttestation{Source: f[0], Target: f[1], SigningRoot: f[2]}
+		} else if err := json.Unmarshal(ra, &wa); err != nil {
 			return ValidatorHistory{}, false, d.fail(idx, pk, field, err.Error())
 		}
 		src, err := parseU64Field(wa.Source)
@@ -440,6 +454,9 @@ func jsonString(raw json.RawMessage) (string, error) {
 	if missing(raw) || isNull(raw) {
 		return "", errMissing
 	}
+	if s, ok := plainString(raw); ok {
+		return s, nil
+	}
 	var s string
 	if err := json.Unmarshal(raw, &s); err != nil {
 		return "", errNotString
@@ -455,6 +472,10 @@ func jsonArray(raw json.RawMessage, out *[]json.RawMessage) error {
 	if len(trimmed) == 0 || trimmed[0] != '[' {
 		return errors.New("must be an array")
 	}
+	if fastArray(raw, out) {
+		return nil
+	}
+	*out = (*out)[:0]
 	return json.Unmarshal(raw, out)
 }
 
