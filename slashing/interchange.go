@@ -8,9 +8,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/attestantio/go-eth2-client/spec/phase0"
 )
@@ -669,8 +671,13 @@ type ImportOptions struct {
 	// API imports only the keys it is importing); other entries are skipped.
 	// A non-nil empty slice imports nothing.
 	Pubkeys []phase0.BLSPubKey
-	// Progress, when set, is called after each entry is imported or skipped.
+	// Progress, when set, is called after each entry is imported or skipped (from one goroutine).
 	Progress func(ImportProgress)
+	// Workers > 1 imports that many entries at once (for a store with real concurrency such
+	// as Postgres): entries of the same pubkey still go in document order, through one worker.
+	// On an error, entries after the failing one may already be imported too; that is as safe
+	// as the sequential case (an import only adds history) and importing again is idempotent.
+	Workers int
 }
 
 // ImportProgress reports how far an import got.
@@ -733,6 +740,9 @@ func Import(ctx context.Context, store Store, r io.Reader, opts ImportOptions) (
 		for _, pk := range opts.Pubkeys {
 			filter[pk] = struct{}{}
 		}
+	}
+	if opts.Workers > 1 {
+		return importParallel(ctx, store, dec, cr, meta.GenesisValidatorsRoot, filter, opts, res)
 	}
 	for {
 		if err := ctx.Err(); err != nil {
@@ -816,4 +826,103 @@ func export(ctx context.Context, store Store, w io.Writer, gvr phase0.Root, pubk
 		return err
 	}
 	return enc.Close()
+}
+
+// importParallel is Import's loop with opts.Workers concurrent ImportValidator calls. Entries
+// are routed by pubkey so that one key's entries keep their document order.
+func importParallel(ctx context.Context, store Store, dec *Decoder, cr *countingReader, gvr phase0.Root,
+	filter map[phase0.BLSPubKey]struct{}, opts ImportOptions, res ImportResult) (ImportResult, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type job struct {
+		index int
+		h     ValidatorHistory
+	}
+	type done struct {
+		job
+		err error
+	}
+	jobs := make([]chan job, opts.Workers)
+	results := make(chan done, 4*opts.Workers)
+	var wg sync.WaitGroup
+	for w := range jobs {
+		jobs[w] = make(chan job, 4)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs[w] {
+				err := ctx.Err()
+				if err == nil {
+					err = store.ImportValidator(ctx, gvr, j.h)
+				}
+				results <- done{j, err}
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(results) }()
+
+	var firstErr error
+	fail := func(err error) {
+		if firstErr == nil {
+			firstErr = err
+			cancel()
+		}
+	}
+	report := func(pk phase0.BLSPubKey) {
+		if opts.Progress != nil {
+			opts.Progress(ImportProgress{Entries: res.Entries, Imported: res.Imported, Skipped: res.Skipped,
+				BytesRead: cr.n, LastPubkey: pk})
+		}
+	}
+	collect := func(d done) {
+		if d.err != nil {
+			fail(fmt.Errorf("importing data[%d] (pubkey %#x): %w", d.index, d.h.Pubkey[:], d.err))
+			return
+		}
+		res.Imported++
+		res.Blocks += len(d.h.SignedBlocks)
+		res.Attestations += len(d.h.SignedAttestations)
+		report(d.h.Pubkey)
+	}
+	dispatch := func(j job) {
+		hsh := fnv.New32a()
+		hsh.Write(j.h.Pubkey[:])
+		ch := jobs[int(hsh.Sum32()%uint32(len(jobs)))]
+		for {
+			select {
+			case ch <- j:
+				return
+			case d := <-results:
+				collect(d)
+			}
+		}
+	}
+	for firstErr == nil {
+		if err := ctx.Err(); err != nil {
+			fail(err)
+			break
+		}
+		h, err := dec.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			fail(err)
+			break
+		}
+		res.Entries++
+		if _, want := filter[h.Pubkey]; filter != nil && !want {
+			res.Skipped++
+			report(h.Pubkey)
+			continue
+		}
+		dispatch(job{index: res.Entries - 1, h: h})
+	}
+	for _, ch := range jobs {
+		close(ch)
+	}
+	for d := range results {
+		collect(d)
+	}
+	return res, firstErr
 }

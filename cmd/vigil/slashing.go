@@ -207,7 +207,11 @@ func slashingImport(ctx context.Context, sc storeConfig, file string, stdout, st
 	}
 	defer store.Close()
 	start, last := time.Now(), time.Now()
-	res, err := slashing.Import(ctx, store, r, slashing.ImportOptions{Progress: func(p slashing.ImportProgress) {
+	workers := 1 // the embedded store has one writer
+	if sc.dbURL != "" {
+		workers = 4 // Postgres merges different keys concurrently
+	}
+	res, err := slashing.Import(ctx, store, r, slashing.ImportOptions{Workers: workers, Progress: func(p slashing.ImportProgress) {
 		if time.Since(last) >= time.Second {
 			last = time.Now()
 			fmt.Fprintf(stderr, "import: %d validators, %.1f MB read, %s\n", p.Imported, float64(p.BytesRead)/1e6, time.Since(start).Round(time.Second))
