@@ -54,7 +54,7 @@ func WriteInteropKeystores(dir, passwordFile string, indices []uint64, kdf KDFPa
 		if err != nil {
 			return nil, fmt.Errorf("interop key %d: %w", i, err)
 		}
-		if err := writeFileAtomic(filepath.Join(dir, pub.String()+".json"), data); err != nil {
+		if err := WriteFileAtomic(filepath.Join(dir, pub.String()+".json"), data); err != nil {
 			return nil, err
 		}
 		pubs = append(pubs, pub)
@@ -82,7 +82,7 @@ func devPassword(passwordFile string) ([]byte, error) {
 		}
 	}
 	line := append(append(make([]byte, 0, len(pw)+1), pw...), '\n')
-	err = writeFileAtomic(passwordFile, line)
+	err = WriteFileAtomic(passwordFile, line)
 	zero(line)
 	if err != nil {
 		zero(pw)
@@ -91,12 +91,14 @@ func devPassword(passwordFile string) ([]byte, error) {
 	return pw, nil
 }
 
-// writeFileAtomic writes data to path with mode 0600 through a temporary file
-// in the same directory (named so that no loader picks it up) and a rename.
-func writeFileAtomic(path string, data []byte) error {
+// WriteFileAtomic writes data to path with mode 0600 through a hidden temporary file in the
+// same directory (named so that no loader picks it up), fsync, rename and a directory fsync:
+// after it returns the file is complete and durable, and a crash leaves either the old file or
+// the new one, never a torn one.
+func WriteFileAtomic(path string, data []byte) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
 	if err != nil {
-		return err
+		return fmt.Errorf("write %s: %w", filepath.Base(path), err)
 	}
 	tmp := f.Name()
 	_, err = f.Write(data)
@@ -113,8 +115,17 @@ func writeFileAtomic(path string, data []byte) error {
 		err = os.Rename(tmp, path)
 	}
 	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
+		_ = os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", filepath.Base(path), err)
 	}
+	SyncDir(filepath.Dir(path))
 	return nil
+}
+
+// SyncDir makes a rename or removal in dir durable (best effort: not every platform supports it).
+func SyncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		_ = d.Close()
+	}
 }

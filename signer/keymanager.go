@@ -228,12 +228,12 @@ func (m *ManagedKeys) write(pk keystore.PublicKey, keystoreJSON, password []byte
 	}
 	line := make([]byte, 0, len(password)+1)
 	line = append(append(line, password...), '\n')
-	err := writeAtomic(m.passwordPath(pk), line)
+	err := keystore.WriteFileAtomic(m.passwordPath(pk), line)
 	clear(line)
 	if err != nil {
 		return err
 	}
-	if err := writeAtomic(m.keystorePath(pk), keystoreJSON); err != nil {
+	if err := keystore.WriteFileAtomic(m.keystorePath(pk), keystoreJSON); err != nil {
 		_ = os.Remove(m.passwordPath(pk))
 		return err
 	}
@@ -247,46 +247,9 @@ func (m *ManagedKeys) remove(pk keystore.PublicKey) error {
 			return fmt.Errorf("remove %s: %w", filepath.Base(p), err)
 		}
 	}
-	syncDir(m.KeystoresDir())
-	syncDir(m.PasswordsDir())
+	keystore.SyncDir(m.KeystoresDir())
+	keystore.SyncDir(m.PasswordsDir())
 	return nil
-}
-
-// writeAtomic writes data to path (mode 0600) through a hidden temporary file in the same
-// directory (no loader picks it up), fsync, rename and a directory fsync.
-func writeAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", filepath.Base(path), err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(0o600)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", filepath.Base(path), err)
-	}
-	syncDir(filepath.Dir(path))
-	return nil
-}
-
-// syncDir makes a rename or removal in dir durable (best effort: not every platform supports it).
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		_ = d.Close()
-	}
 }
 
 var _ keystore.Source = (*ManagedKeys)(nil)

@@ -5,27 +5,18 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
-	"path"
-	"sort"
-	"strconv"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/vigil-signer/vigil/slashing"
 )
 
 //go:embed migrations/*.sql
 var migrationFS embed.FS
 
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
 // migrations are the embedded schema migrations, in version order:
 // migrations/NNNN_name.sql brings the schema from version NNNN-1 to NNNN.
-var migrations = mustLoadMigrations()
+var migrations = slashing.MustLoadMigrations(migrationFS, "migrations")
 
 // SchemaVersion is the schema version this code creates and understands.
 var SchemaVersion = len(migrations)
@@ -40,34 +31,6 @@ const (
 	lockNamespaceBlock   = 1447493633 // as in the migrations
 	lockNamespaceAtt     = 1447493634
 )
-
-func mustLoadMigrations() []migration {
-	entries, err := fs.ReadDir(migrationFS, "migrations")
-	if err != nil {
-		panic(err)
-	}
-	var ms []migration
-	for _, e := range entries {
-		name := e.Name()
-		num, _, ok := strings.Cut(name, "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || !strings.HasSuffix(name, ".sql") {
-			panic(fmt.Sprintf("postgres: bad migration file name %q", name))
-		}
-		b, err := migrationFS.ReadFile(path.Join("migrations", name))
-		if err != nil {
-			panic(err)
-		}
-		ms = append(ms, migration{version: v, name: name, sql: string(b)})
-	}
-	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
-	for i, m := range ms {
-		if m.version != i+1 {
-			panic(fmt.Sprintf("postgres: migrations are not numbered 1..n: %q", m.name))
-		}
-	}
-	return ms
-}
 
 // Migrate brings the schema at url up to SchemaVersion and returns; it is
 // what `vigil slashing migrate` runs. Open runs it too unless
@@ -206,15 +169,15 @@ func migrateOne(ctx context.Context, conn *pgx.Conn) (done bool, err error) {
 	}
 	m := migrations[v]
 	// Simple protocol: a migration file holds many statements.
-	if _, err := tx.Exec(ctx, m.sql, pgx.QueryExecModeSimpleProtocol); err != nil {
-		return false, fmt.Errorf("postgres: migration %s: %w", m.name, unavailable("migrating", err))
+	if _, err := tx.Exec(ctx, m.SQL, pgx.QueryExecModeSimpleProtocol); err != nil {
+		return false, fmt.Errorf("postgres: migration %s: %w", m.Name, unavailable("migrating", err))
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO schema_version (id, application, version) VALUES (1, $1, $2)
-		ON CONFLICT (id) DO UPDATE SET version = excluded.version`, applicationName, m.version); err != nil {
+		ON CONFLICT (id) DO UPDATE SET version = excluded.version`, applicationName, m.Version); err != nil {
 		return false, unavailable("recording the schema version", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return false, fmt.Errorf("postgres: migration %s: %w", m.name, unavailable("commit", err))
+		return false, fmt.Errorf("postgres: migration %s: %w", m.Name, unavailable("commit", err))
 	}
 	return false, nil
 }

@@ -5,11 +5,8 @@ import (
 	"database/sql"
 	"embed"
 	"fmt"
-	"io/fs"
-	"path"
-	"sort"
-	"strconv"
-	"strings"
+
+	"github.com/vigil-signer/vigil/slashing"
 )
 
 // applicationID marks a SQLite file as a Vigil slashing-protection database
@@ -19,46 +16,12 @@ const applicationID = 0x5669676c
 //go:embed migrations/*.sql
 var migrationFS embed.FS
 
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
 // migrations are the embedded schema migrations, in version order:
 // migrations/NNNN_name.sql brings the schema from version NNNN-1 to NNNN.
-var migrations = mustLoadMigrations()
+var migrations = slashing.MustLoadMigrations(migrationFS, "migrations")
 
 // SchemaVersion is the schema version this code creates and understands.
 var SchemaVersion = len(migrations)
-
-func mustLoadMigrations() []migration {
-	entries, err := fs.ReadDir(migrationFS, "migrations")
-	if err != nil {
-		panic(err)
-	}
-	var ms []migration
-	for _, e := range entries {
-		name := e.Name()
-		num, _, ok := strings.Cut(name, "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || !strings.HasSuffix(name, ".sql") {
-			panic(fmt.Sprintf("sqlite: bad migration file name %q", name))
-		}
-		b, err := migrationFS.ReadFile(path.Join("migrations", name))
-		if err != nil {
-			panic(err)
-		}
-		ms = append(ms, migration{version: v, name: name, sql: string(b)})
-	}
-	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
-	for i, m := range ms {
-		if m.version != i+1 {
-			panic(fmt.Sprintf("sqlite: migrations are not numbered 1..n: %q", m.name))
-		}
-	}
-	return ms
-}
 
 // checkOwnership refuses a database that belongs to another application: a
 // file with another application_id, or tables but no Vigil application_id.
@@ -124,12 +87,12 @@ func migrateOne(ctx context.Context, db *sql.DB) (done bool, err error) {
 		return true, classifyOpenError("committing", tx.Commit())
 	}
 	m := migrations[v]
-	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-		return false, fmt.Errorf("sqlite: migration %s: %w", m.name, err)
+	if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+		return false, fmt.Errorf("sqlite: migration %s: %w", m.Name, err)
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_version (id, version) VALUES (1, ?)
-		ON CONFLICT (id) DO UPDATE SET version = excluded.version`, m.version); err != nil {
-		return false, fmt.Errorf("sqlite: migration %s: recording the version: %w", m.name, err)
+		ON CONFLICT (id) DO UPDATE SET version = excluded.version`, m.Version); err != nil {
+		return false, fmt.Errorf("sqlite: migration %s: recording the version: %w", m.Name, err)
 	}
 	if v == 0 {
 		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA application_id = %d", applicationID)); err != nil {
@@ -137,7 +100,7 @@ func migrateOne(ctx context.Context, db *sql.DB) (done bool, err error) {
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return false, fmt.Errorf("sqlite: migration %s: commit: %w", m.name, err)
+		return false, fmt.Errorf("sqlite: migration %s: commit: %w", m.Name, err)
 	}
 	return false, nil
 }
