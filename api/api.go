@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -114,7 +115,7 @@ func (s *server) sign(w http.ResponseWriter, r *http.Request) {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			s.Logger.Warn("sign request refused: body too large", "limit", tooBig.Limit)
-			writeError(w, http.StatusRequestEntityTooLarge, "request body exceeds "+itoa(tooBig.Limit)+" bytes")
+			writeError(w, http.StatusRequestEntityTooLarge, "request body exceeds "+strconv.FormatInt(tooBig.Limit, 10)+" bytes")
 			return
 		}
 		writeError(w, http.StatusBadRequest, "cannot read request body: "+err.Error())
@@ -287,9 +288,4 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // writeError writes the JSON error body every non-2xx response carries: {"message": "..."}.
 func writeError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, map[string]any{"code": status, "message": msg})
-}
-
-func itoa(v int64) string {
-	b, _ := json.Marshal(v)
-	return string(b)
 }

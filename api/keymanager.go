@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -128,7 +129,7 @@ func (k *keyManagerAPI) readBody(w http.ResponseWriter, r *http.Request) ([]byte
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			k.s.Logger.Warn("keymanager request refused: body too large", "limit", tooBig.Limit)
-			writeError(w, http.StatusRequestEntityTooLarge, "request body exceeds "+itoa(tooBig.Limit)+" bytes (--key-manager-api-max-body-bytes)")
+			writeError(w, http.StatusRequestEntityTooLarge, "request body exceeds "+strconv.FormatInt(tooBig.Limit, 10)+" bytes (--key-manager-api-max-body-bytes)")
 			return nil, false
 		}
 		writeError(w, http.StatusBadRequest, "cannot read request body: "+err.Error())
@@ -279,7 +280,7 @@ func (k *keyManagerAPI) deleteKeys(w http.ResponseWriter, r *http.Request) {
 	}
 	pubkeys := make([]keystore.PublicKey, len(raw))
 	for i, s := range raw {
-		pk, err := parsePubkey(s)
+		pk, err := signer.ParseIdentifier(s)
 		if err != nil {
 			writeError(w, http.StatusBadRequest, fmt.Sprintf("pubkeys[%d]: %v", i, err))
 			return
@@ -304,33 +305,6 @@ func (k *keyManagerAPI) deleteKeys(w http.ResponseWriter, r *http.Request) {
 
 // parsePubkey reads a keymanager pubkey: 0x + 96 hex digits, any case (the spec's pattern). The
 // point itself is not validated: an unknown key is simply not_found.
-func parsePubkey(s string) (keystore.PublicKey, error) {
-	var pk keystore.PublicKey
-	if len(s) != 98 || (s[:2] != "0x" && s[:2] != "0X") {
-		return pk, errors.New("not a public key (want 0x followed by 96 hex digits)")
-	}
-	for i := 2; i < len(s); i += 2 {
-		hi, ok1 := unhex(s[i])
-		lo, ok2 := unhex(s[i+1])
-		if !ok1 || !ok2 {
-			return pk, errors.New("not a public key (want 0x followed by 96 hex digits)")
-		}
-		pk[(i-2)/2] = hi<<4 | lo
-	}
-	return pk, nil
-}
-
-func unhex(c byte) (byte, bool) {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0', true
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10, true
-	case 'A' <= c && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
-}
 
 // fail writes the reply for an error of a whole keymanager request, with the status from
 // statusFor (400 for an invalid request, 503 for an unavailable database, 500 otherwise).

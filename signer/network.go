@@ -57,6 +57,8 @@ type Network struct {
 	Schedule       []Fork
 
 	ssz *dynssz.DynSsz
+	// Preset sizes the request checks need, resolved once in finish.
+	syncCommitteeSize, maxCommitteesPerSlot uint64
 }
 
 // GenesisForkVersion is the version of the first fork (used by DEPOSIT defaults and
@@ -295,6 +297,8 @@ func (n *Network) finish() (*Network, error) {
 		return nil, fmt.Errorf("%w: unknown preset %q (want mainnet or minimal)", ErrNetwork, n.Preset)
 	}
 	n.SlotsPerEpoch = vals["SLOTS_PER_EPOCH"].(uint64)
+	n.syncCommitteeSize = vals["SYNC_COMMITTEE_SIZE"].(uint64)
+	n.maxCommitteesPerSlot = vals["MAX_COMMITTEES_PER_SLOT"].(uint64)
 	seen := map[phase0.Version]string{}
 	for _, f := range n.Schedule {
 		if prev, dup := seen[f.Version]; dup && f.Epoch != FarFutureEpoch {

@@ -159,8 +159,7 @@ func (n *Network) Compute(r *Request) (Message, error) {
 // (padded) object than the one sent. An empty bitlist lacks its length bit and is not valid SSZ
 // either (a zero last byte is already refused by the hasher).
 func (n *Network) checkBitfields(r *Request) error {
-	p := presetValues[n.Preset]
-	syncBits := p["SYNC_COMMITTEE_SIZE"].(uint64)
+	syncBits := n.syncCommitteeSize
 	vector := func(field string, b []byte, bits uint64) error {
 		if want := int((bits + 7) / 8); len(b) != want {
 			return invalid("%s: want %d bytes (%d bits), got %d", field, want, bits, len(b))
@@ -191,7 +190,7 @@ func (n *Network) checkBitfields(r *Request) error {
 		if err := list("aggregate.aggregation_bits", a.AggregationBits); err != nil {
 			return err
 		}
-		return vector("aggregate.committee_bits", a.CommitteeBits, p["MAX_COMMITTEES_PER_SLOT"].(uint64))
+		return vector("aggregate.committee_bits", a.CommitteeBits, n.maxCommitteesPerSlot)
 	case r.Contribution != nil && r.Contribution.Contribution != nil:
 		// SYNC_COMMITTEE_SIZE / SYNC_COMMITTEE_SUBNET_COUNT (4) bits.
 		return vector("contribution.aggregation_bits", r.Contribution.Contribution.AggregationBits, syncBits/4)

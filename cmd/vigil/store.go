@@ -24,7 +24,7 @@ type storeConfig struct {
 func storeFlags(fs *flag.FlagSet, c *storeConfig, getenv func(string) string) {
 	fs.StringVar(&c.dataDir, "data-dir", defaultDataDir(getenv), "directory of the embedded slashing database, vigil.ports and keymanager data")
 	fs.StringVar(&c.dbPath, "slashing-db-path", "", "embedded slashing-protection database file (default <data-dir>/slashing-protection.sqlite)")
-	fs.StringVar(&c.dbURL, "slashing-protection-db-url", "", "Postgres URL of a shared slashing-protection database (instead of the embedded one); put the password in the URL's file via env, not argv")
+	fs.StringVar(&c.dbURL, "slashing-protection-db-url", "", "Postgres URL of a shared slashing-protection database (instead of the embedded one); set it through VIGIL_SLASHING_PROTECTION_DB_URL or --config-file so a password stays out of the process list")
 	fs.BoolVar(&c.migrate, "slashing-protection-db-migrate", true, "run Postgres schema migrations at start (off: run `vigil slashing migrate` yourself)")
 }
 

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-signer/vigil/internal/testenv"
 	"github.com/vigil-signer/vigil/slashing"
 	"github.com/vigil-signer/vigil/slashing/postgres"
 	"github.com/vigil-signer/vigil/slashing/postgres/pgtest"
@@ -21,7 +22,7 @@ import (
 // after the restart the same Store signs again by itself.
 func TestServerRestartUnderLoad(t *testing.T) {
 	if pgtest.External() {
-		t.Skip("needs the throwaway cluster")
+		testenv.Missing(t, "a throwaway Postgres cluster (fault injection)", "unset "+pgtest.URLEnv+" so pgtest starts one it can stop")
 	}
 	ctx := context.Background()
 	url := pgtest.NewDatabase(t)

@@ -374,7 +374,7 @@ func controllable(t testing.TB) *cluster {
 	t.Helper()
 	ensure(t)
 	if clu == nil {
-		t.Skipf("fault injection needs the throwaway cluster; %s points at a server pgtest does not control", URLEnv)
+		testenv.Missing(t, "a throwaway Postgres cluster (fault injection)", URLEnv+" points at a server pgtest does not control; unset it")
 	}
 	return clu
 }
