@@ -43,7 +43,11 @@ type LoadResult struct {
 // LoadError names one item (file, path) that could not be loaded.
 type LoadError struct {
 	Item string // file name or path, never secret material
-	Err  error
+	// Pubkey is the public key the item declares (keystore "pubkey" field, a Vault path or an HSM
+	// label naming it), zero when the item could not be read far enough to know it. A reload keeps
+	// the previously loaded key of a failing item it can name instead of dropping it.
+	Pubkey PublicKey
+	Err    error
 }
 
 func (e LoadError) Error() string { return fmt.Sprintf("%s: %v", e.Item, e.Err) }
@@ -57,7 +61,29 @@ var (
 	ErrMalformed = errors.New("malformed key file")
 	// ErrPubkeyMismatch: the decrypted secret does not belong to the declared public key.
 	ErrPubkeyMismatch = errors.New("secret key does not match declared public key")
+	// ErrDuplicate: a Store already holds a key with this public key (it is left unchanged).
+	ErrDuplicate = errors.New("key already stored")
+	// ErrNotFound: a Store holds no key with this public key.
+	ErrNotFound = errors.New("key not stored")
+	// ErrUnavailable: the backend of a source (Vault, an HSM) cannot be reached or refused the
+	// session (sealed, token missing, not logged in); retrying later may succeed.
+	ErrUnavailable = errors.New("key source unavailable")
 )
+
+// Store is a Source that can also hold new keys: the targets of `vigil keys import`, `keys list`
+// and `keys delete` (the local keyring, Vault, an HSM). Implementations are safe for concurrent
+// use and pass keystoretest.RunStore.
+type Store interface {
+	Source
+	// Put stores sk under its public key. When that public key is already stored it returns an
+	// error wrapping ErrDuplicate and leaves the stored key unchanged.
+	Put(ctx context.Context, sk *SecretKey) error
+	// Delete removes the key of pub; an error wrapping ErrNotFound when none is stored.
+	Delete(ctx context.Context, pub PublicKey) error
+	// List returns the stored public keys in byte order, without decrypting anything where the
+	// backend allows.
+	List(ctx context.Context) ([]PublicKey, error)
+}
 
 // LocalKey is a Key whose secret is held in process memory.
 type LocalKey struct{ sk *SecretKey }
