@@ -108,13 +108,14 @@ func (s *DirSource) Load(ctx context.Context) (LoadResult, error) {
 				pwPath := filepath.Join(s.cfg.PasswordsPath, strings.TrimSuffix(name, filepath.Ext(name))+".txt")
 				if password, err = readPasswordFile(pwPath); err != nil {
 					if errors.Is(err, os.ErrNotExist) {
-						return nil, fmt.Errorf("no password file %s", pwPath)
+						return nil, withPubkey(ks.PublicKey, fmt.Errorf("no password file %s", pwPath))
 					}
-					return nil, fmt.Errorf("password file: %w", err)
+					return nil, withPubkey(ks.PublicKey, fmt.Errorf("password file: %w", err))
 				}
 				defer zero(password)
 			}
-			return ks.Decrypt(password)
+			sk, err := ks.Decrypt(password)
+			return sk, withPubkey(ks.PublicKey, err)
 		}})
 	}
 	return runJobs(ctx, s.cfg.Workers, jobs)

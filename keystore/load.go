@@ -2,6 +2,7 @@ package keystore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -81,7 +82,12 @@ feed:
 		item := jobs[i].item
 		switch {
 		case o.err != nil:
-			res.Errors = append(res.Errors, LoadError{Item: item, Err: o.err})
+			le := LoadError{Item: item, Err: o.err}
+			var pe *pubkeyError
+			if errors.As(o.err, &pe) {
+				le.Pubkey, le.Err = pe.pub, pe.err
+			}
+			res.Errors = append(res.Errors, le)
 		case o.sk == nil:
 			res.Errors = append(res.Errors, LoadError{Item: item, Err: fmt.Errorf("no key produced")})
 		default:
@@ -107,4 +113,22 @@ func runJob(j loadJob) (sk *SecretKey, err error) {
 		}
 	}()
 	return j.load()
+}
+
+// pubkeyError is a job failure for an item that declares its public key: runJobs moves the key
+// into LoadError.Pubkey.
+type pubkeyError struct {
+	pub PublicKey
+	err error
+}
+
+func (e *pubkeyError) Error() string { return e.err.Error() }
+func (e *pubkeyError) Unwrap() error { return e.err }
+
+// withPubkey attaches the item's declared public key to a job error (nil stays nil).
+func withPubkey(pub *PublicKey, err error) error {
+	if err == nil || pub == nil {
+		return err
+	}
+	return &pubkeyError{pub: *pub, err: err}
 }
