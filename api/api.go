@@ -46,6 +46,10 @@ type Options struct {
 	KeyManagerToken        string        // bearer token; empty: every request is refused
 	KeyManagerMaxBodyBytes int64         // zero: DefaultKeyManagerMaxBodyBytes
 	KeyManagerTimeout      time.Duration // zero: DefaultKeyManagerTimeout
+
+	// Hot reload (reload.go): POST/GET /reload, registered only when Reloader is set.
+	Reloader      Reloader
+	ReloadTimeout time.Duration // zero: DefaultReloadTimeout
 }
 
 type server struct {
@@ -84,6 +88,10 @@ func Handler(o Options) http.Handler {
 	r.Get("/healthcheck", s.healthcheck)
 	if o.KeyManager != nil {
 		s.keyManagerRoutes(r) // keymanager.go
+	}
+	if o.Reloader != nil {
+		r.Post("/reload", s.startReload) // reload.go
+		r.Get("/reload", s.reloadStatus)
 	}
 	return r
 }
@@ -235,15 +243,23 @@ func (s *server) healthcheck(w http.ResponseWriter, r *http.Request) {
 		if id == "" {
 			id = src.Name + "-loading"
 		}
-		c := check{ID: id, Status: updown(len(src.Errors) == 0), Data: map[string]any{
+		c := check{ID: id, Status: updown(src.OK()), Data: map[string]any{
 			"keys-loaded": src.Loaded, "error-count": len(src.Errors),
 		}}
+		if src.Err != nil {
+			c.Data["source-error"] = src.Err.Error()
+		}
+		if src.Kept > 0 {
+			c.Data["keys-kept-from-earlier-load"] = src.Kept
+		}
 		if len(src.Errors) > 0 {
 			errs := make([]string, len(src.Errors))
 			for i, e := range src.Errors {
 				errs[i] = e.Error()
 			}
 			c.Data["errors"] = errs
+		}
+		if !src.OK() {
 			keys.Status = "DOWN"
 		}
 		keys.Checks = append(keys.Checks, c)

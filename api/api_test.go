@@ -663,7 +663,7 @@ func TestMetricsObserveAndLint(t *testing.T) {
 	m.Observe(signer.TypeAttestation, signer.OutcomeSigned, time.Millisecond)
 	m.Observe(signer.TypeBlockV2, signer.OutcomeRefused, time.Millisecond)
 	m.Observe("", signer.OutcomeInvalid, time.Millisecond)
-	m.SetKeyLoadErrors("keystore-dir", 2)
+	m.ObserveKeySource(signer.SourceReport{Name: "keystore-dir", Loaded: 3, Errors: make([]keystore.LoadError, 2)})
 
 	mfs, err := m.Registry().Gather()
 	if err != nil {
@@ -689,7 +689,7 @@ func TestMetricsObserveAndLint(t *testing.T) {
 	gauges := map[string]float64{}
 	for _, mf := range mfs {
 		switch mf.GetName() {
-		case "vigil_keys_loaded", "vigil_key_load_errors", "vigil_build_info":
+		case "vigil_keys_loaded", "vigil_key_load_errors", "vigil_build_info", "vigil_key_source_keys", "vigil_key_source_up":
 			gauges[mf.GetName()] = mf.GetMetric()[0].GetGauge().GetValue()
 		case "vigil_sign_duration_seconds":
 			var n uint64
@@ -701,7 +701,7 @@ func TestMetricsObserveAndLint(t *testing.T) {
 			}
 		}
 	}
-	want := map[string]float64{"vigil_keys_loaded": 7, "vigil_key_load_errors": 2, "vigil_build_info": 1}
+	want := map[string]float64{"vigil_keys_loaded": 7, "vigil_key_load_errors": 2, "vigil_build_info": 1, "vigil_key_source_keys": 3, "vigil_key_source_up": 0}
 	for k, v := range want {
 		if gauges[k] != v {
 			t.Errorf("%s = %v, want %v", k, gauges[k], v)

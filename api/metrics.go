@@ -21,6 +21,9 @@ type Metrics struct {
 	signDuration *prometheus.HistogramVec
 	httpRequests *prometheus.CounterVec
 	keyErrors    *prometheus.GaugeVec
+	sourceKeys   *prometheus.GaugeVec
+	sourceUp     *prometheus.GaugeVec
+	sourceTook   *prometheus.GaugeVec
 }
 
 // NewMetrics registers Vigil's collectors (plus Go and process collectors) on a new registry.
@@ -43,7 +46,19 @@ func NewMetrics(version string, keys func() int) *Metrics {
 		}, []string{"route", "code"}),
 		keyErrors: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "vigil_key_load_errors",
-			Help: "Key files that failed to load at the last (re)load, by source.",
+			Help: "Key items (files, secrets, token objects) that failed to load at the last (re)load, by source.",
+		}, []string{"source"}),
+		sourceKeys: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "vigil_key_source_keys",
+			Help: "Keys each source provides after the last (re)load (including keys kept from an earlier load).",
+		}, []string{"source"}),
+		sourceUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "vigil_key_source_up",
+			Help: "1 when the source's last (re)load read every item, 0 when the source or an item failed.",
+		}, []string{"source"}),
+		sourceTook: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "vigil_key_source_load_seconds",
+			Help: "Duration of each source's last (re)load.",
 		}, []string{"source"}),
 	}
 	build := prometheus.NewGauge(prometheus.GaugeOpts{
@@ -51,7 +66,7 @@ func NewMetrics(version string, keys func() int) *Metrics {
 		ConstLabels: prometheus.Labels{"version": version},
 	})
 	build.Set(1)
-	m.reg.MustRegister(m.signs, m.signDuration, m.httpRequests, m.keyErrors, build,
+	m.reg.MustRegister(m.signs, m.signDuration, m.httpRequests, m.keyErrors, m.sourceKeys, m.sourceUp, m.sourceTook, build,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "vigil_keys_loaded", Help: "Keys available for signing.",
 		}, func() float64 { return float64(keys()) }),
@@ -76,9 +91,16 @@ func (m *Metrics) Observe(t signer.Type, outcome signer.Outcome, d time.Duration
 	m.signDuration.WithLabelValues(typ, string(outcome)).Observe(d.Seconds())
 }
 
-// SetKeyLoadErrors records the failures of a key source's last load.
-func (m *Metrics) SetKeyLoadErrors(source string, n int) {
-	m.keyErrors.WithLabelValues(source).Set(float64(n))
+// ObserveKeySource implements signer.SourceObserver: one source's outcome of the last (re)load.
+func (m *Metrics) ObserveKeySource(r signer.SourceReport) {
+	m.keyErrors.WithLabelValues(r.Name).Set(float64(len(r.Errors)))
+	m.sourceKeys.WithLabelValues(r.Name).Set(float64(r.Loaded))
+	up := 0.0
+	if r.OK() {
+		up = 1
+	}
+	m.sourceUp.WithLabelValues(r.Name).Set(up)
+	m.sourceTook.WithLabelValues(r.Name).Set(r.Took.Seconds())
 }
 
 // CounterFunc registers a counter read from fn at scrape time (a component's own cumulative

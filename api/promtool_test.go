@@ -21,7 +21,7 @@ func TestMetricsPassPromtool(t *testing.T) {
 	m := api.NewMetrics("test", func() int { return 3 })
 	m.Observe(signer.TypeAttestation, signer.OutcomeSigned, 2*time.Millisecond)
 	m.Observe(signer.TypeBlockV2, signer.OutcomeRefused, time.Millisecond)
-	m.SetKeyLoadErrors("keystore-dir", 1)
+	m.ObserveKeySource(signer.SourceReport{Name: "vault", Loaded: 5, Took: 1500 * time.Millisecond})
 
 	srv := httptest.NewServer(m.Handler())
 	defer srv.Close()
@@ -35,7 +35,10 @@ func TestMetricsPassPromtool(t *testing.T) {
 		`vigil_sign_requests_total{outcome="signed",type="ATTESTATION"} 1`,
 		`vigil_sign_requests_total{outcome="refused",type="BLOCK_V2"} 1`,
 		`vigil_keys_loaded 3`,
-		`vigil_key_load_errors{source="keystore-dir"} 1`,
+		`vigil_key_load_errors{source="vault"} 0`,
+		`vigil_key_source_keys{source="vault"} 5`,
+		`vigil_key_source_up{source="vault"} 1`,
+		`vigil_key_source_load_seconds{source="vault"} 1.5`,
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics output lacks %q", want)

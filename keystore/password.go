@@ -126,3 +126,7 @@ func readAllInto(b []byte, r io.Reader) ([]byte, error) {
 
 // zero overwrites b with zeros.
 func zero(b []byte) { clear(b) }
+
+// ReadPasswordFile reads a password file with the keystore-directory rule (the whole file, at
+// most 64 KiB, trailing "\n"/"\r" removed). The caller zeroes the result.
+func ReadPasswordFile(path string) ([]byte, error) { return readPasswordFile(path) }

@@ -11,9 +11,15 @@ import (
 // failed (by name, never with secret material).
 type SourceReport struct {
 	Name   string
-	Loaded int
-	Errors []keystore.LoadError
+	Loaded int                  // keys the source provides now (including Kept)
+	Errors []keystore.LoadError // items that failed
+	Err    error                // the source failed as a whole (unreachable, sealed, wrong PIN)
+	Kept   int                  // keys kept from an earlier load because the source or an item failed
+	Took   time.Duration
 }
+
+// OK reports whether the source loaded completely.
+func (r SourceReport) OK() bool { return r.Err == nil && len(r.Errors) == 0 }
 
 // Health is a point-in-time view used by /healthcheck and /readyz.
 type Health struct {
@@ -28,7 +34,7 @@ func (h Health) OK() bool {
 		return false
 	}
 	for _, s := range h.Sources {
-		if len(s.Errors) > 0 {
+		if !s.OK() {
 			return false
 		}
 	}

@@ -342,6 +342,9 @@ func NewKeyManager(cfg KeyManagerConfig) (*KeyManager, error) {
 	return &KeyManager{cfg: cfg}, nil
 }
 
+// Locker is the lock that serialises Import and Delete; a key reload takes it around its swap.
+func (km *KeyManager) Locker() sync.Locker { return &km.mu }
+
 // owned reports whether key (the object active in the KeySet for pk) is one this keymanager
 // manages, and returns its entry.
 func (km *KeyManager) owned(pk keystore.PublicKey, key keystore.Key) (managedKey, bool) {

@@ -53,14 +53,14 @@ func (f *keyManagerFlags) managedKeys(dataDir string) (*signer.ManagedKeys, erro
 }
 
 // wire builds the KeyManager and fills the api options when the API is enabled. It returns the
-// token file's path (never the token).
-func (f *keyManagerFlags) wire(o *api.Options, dataDir string, managed *signer.ManagedKeys, keys *signer.KeySet, store slashing.Store, log *slog.Logger) (string, error) {
+// token file's path (never the token) and the KeyManager (nil when the API is off).
+func (f *keyManagerFlags) wire(o *api.Options, dataDir string, managed *signer.ManagedKeys, keys *signer.KeySet, store slashing.Store, log *slog.Logger) (string, *signer.KeyManager, error) {
 	if !f.enabled {
-		return "", nil
+		return "", nil, nil
 	}
 	km, err := signer.NewKeyManager(signer.KeyManagerConfig{Managed: managed, Keys: keys, Store: store, Logger: log})
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	path := f.tokenFile
 	if path == "" {
@@ -68,7 +68,7 @@ func (f *keyManagerFlags) wire(o *api.Options, dataDir string, managed *signer.M
 	}
 	token, created, err := keyManagerToken(path)
 	if err != nil {
-		return "", fmt.Errorf("--key-manager-api-token-file: %w", err)
+		return "", nil, fmt.Errorf("--key-manager-api-token-file: %w", err)
 	}
 	if created {
 		log.Info("keymanager API token created", "file", path)
@@ -78,7 +78,7 @@ func (f *keyManagerFlags) wire(o *api.Options, dataDir string, managed *signer.M
 	o.KeyManager = km
 	o.KeyManagerToken = token
 	o.KeyManagerMaxBodyBytes = f.maxBodyBytes
-	return path, nil
+	return path, km, nil
 }
 
 // keyManagerToken reads the bearer token from path (surrounding whitespace trimmed), or, when the

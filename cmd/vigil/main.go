@@ -28,6 +28,8 @@ const topUsage = `vigil: a remote signer for Ethereum validators (Web3Signer-com
 
 Usage:
   vigil serve [flags]              run the signer (vigil serve --dev: demo keys, no setup)
+  vigil keys import [flags]        import EIP-2335 keystores into the local keyring, Vault or an HSM
+  vigil keys list|delete|generate  list, delete or generate keys
   vigil slashing import [flags]    import an EIP-3076 interchange file
   vigil slashing export [flags]    export the slashing-protection history
   vigil bench [flags]              measure raw BLS vs end-to-end HTTP signing throughput
@@ -49,6 +51,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = serve(ctx, args[1:], getenv, stdout, stderr)
 	case "slashing":
 		err = slashingCmd(ctx, args[1:], getenv, stdout, stderr)
+	case "keys":
+		err = keysCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "bench":
 		err = bench(ctx, args[1:], getenv, stdout, stderr)
 	case "version", "--version":

@@ -10,9 +10,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/vigil-signer/vigil/api"
@@ -48,6 +50,10 @@ type serveConfig struct {
 	logFormat       string
 	dev             bool
 	km              keyManagerFlags // keymanager.go
+	ks              keyStoreFlags   // keystores.go: local keyring, Vault, HSM
+	requireAllKeys  bool
+	reloadTimeout   time.Duration
+	sourceRetry     time.Duration
 }
 
 func defaultDataDir(getenv func(string) string) string {
@@ -85,6 +91,10 @@ func serveFlags(c *serveConfig, getenv func(string) string) *flag.FlagSet {
 	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
 	fs.BoolVar(&c.dev, "dev", false, "development mode: create interop test keys in the data dir (network minimal unless set)")
 	c.km.register(fs) // keymanager.go
+	c.ks.register(fs, &c.store.dataDir)
+	fs.BoolVar(&c.requireAllKeys, "require-all-keys", false, "refuse to start unless every key source loads every key (default: report failures in /healthcheck and keep going)")
+	fs.DurationVar(&c.reloadTimeout, "reload-timeout", api.DefaultReloadTimeout, "longest a key reload (POST /reload, SIGHUP) may take")
+	fs.DurationVar(&c.sourceRetry, "key-source-retry-interval", time.Minute, "reload the keys this often while a key source is unreachable (0: only on POST /reload or SIGHUP)")
 	return fs
 }
 
@@ -156,22 +166,26 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
-	// Keymanager: keys imported through the API are one more key source (keymanager.go).
+	sources = append(sources, c.ks.serveSources(getenv)...)
+	defer func() {
+		for _, s := range sources {
+			if l, ok := s.(*lazySource); ok {
+				l.Close()
+			}
+		}
+	}()
+	// Keymanager: keys imported through the API are one more key source (keymanager.go), loaded
+	// once at start; after that only the keymanager changes them.
 	managed, err := c.km.managedKeys(c.store.dataDir)
 	if err != nil {
 		return err
 	}
+	var fixed []keystore.Source
 	if managed != nil {
-		sources = append(sources, managed)
+		fixed = append(fixed, managed)
 	}
-	start := time.Now()
-	keys, reports, err := loadKeys(ctx, sources, log)
-	if err != nil {
-		return err
-	}
-	log.Info("keys loaded", "keys", len(keys), "sources", len(sources), "took", time.Since(start).Round(time.Millisecond))
-	if len(sources) == 0 {
-		log.Warn("no key source configured: the signer will answer 404 to every sign request (use --keystores-path, --key-config-path, --key-manager-api-enabled or --dev)")
+	if len(sources)+len(fixed) == 0 {
+		log.Warn("no key source configured: the signer will answer 404 to every sign request (use --keystores-path, --key-config-path, --keyring-path, --vault-address, --hsm-module, --key-manager-api-enabled or --dev)")
 	}
 
 	store, err := openStore(ctx, c.store, false)
@@ -192,12 +206,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		go pruneLoop(ctx, m, slashing.PruneOptions{KeepEpochs: c.pruneKeep, SlotsPerEpoch: network.SlotsPerEpoch}, c.pruneInterval, log)
 	}
 
-	keySet := signer.NewKeySet(keys)
+	keySet := signer.NewKeySet(nil)
 	metrics := api.NewMetrics(version, keySet.Len)
 	storeMetrics(metrics, store)
-	for _, r := range reports {
-		metrics.SetKeyLoadErrors(r.Name, len(r.Errors))
-	}
 	sg, err := signer.New(signer.Config{
 		Network: network, Keys: keySet, Store: store, FarFutureEpochs: c.farFutureEpochs,
 		MaxInFlight: c.maxInFlight, Observer: metrics, StoreTimeout: c.storeTimeout,
@@ -205,13 +216,30 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
-	sg.SetSourceReports(reports)
 
 	apiOpts := api.Options{Signer: sg, Logger: log, Metrics: metrics, MaxBodyBytes: c.maxBodyBytes}
-	kmTokenFile, err := c.km.wire(&apiOpts, c.store.dataDir, managed, keySet, store, log) // keymanager.go
+	kmTokenFile, km, err := c.km.wire(&apiOpts, c.store.dataDir, managed, keySet, store, log) // keymanager.go
 	if err != nil {
 		return err
 	}
+	loaderCfg := signer.LoaderConfig{Sources: sources, Fixed: fixed, Keys: keySet, Disabler: store,
+		Observer: metrics, Logger: log, Publish: sg.SetSourceReports}
+	if km != nil {
+		loaderCfg.Lock = km.Locker()
+	}
+	loader := signer.NewKeyLoader(loaderCfg)
+	st, err := loader.Load(ctx)
+	if err != nil {
+		return err
+	}
+	if st.State == signer.ReloadFailed {
+		return fmt.Errorf("loading keys: %s", st.Error)
+	}
+	if c.requireAllKeys && st.State != signer.ReloadCompleted {
+		return fmt.Errorf("--require-all-keys: %s", describeFailures(st))
+	}
+	apiOpts.Reloader, apiOpts.ReloadTimeout = loader, c.reloadTimeout
+	go reloadTriggers(ctx, loader, c.reloadTimeout, c.sourceRetry, log)
 	handler := api.Handler(apiOpts)
 	ln, err := listen(c.host, c.port)
 	if err != nil {
@@ -236,7 +264,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 
 	url := "http://" + net.JoinHostPort(c.host, strconv.Itoa(httpPort))
-	fmt.Fprintf(stdout, "vigil %s serving the signing API at %s (network %s, %d keys", version, url, network.Name, len(keys))
+	fmt.Fprintf(stdout, "vigil %s serving the signing API at %s (network %s, %d keys", version, url, network.Name, keySet.Len())
 	if c.metricsEnabled {
 		fmt.Fprintf(stdout, ", metrics at http://%s/metrics", net.JoinHostPort(c.metricsHost, strconv.Itoa(metricsPort)))
 	}
@@ -320,23 +348,56 @@ func keySources(c serveConfig) ([]keystore.Source, error) {
 	return out, nil
 }
 
-// loadKeys loads every source. A source that cannot be read at all (missing directory) is fatal;
-// a bad item inside a source is logged by name, reported in /healthcheck and skipped.
-func loadKeys(ctx context.Context, sources []keystore.Source, log *slog.Logger) ([]keystore.Key, []signer.SourceReport, error) {
-	var keys []keystore.Key
-	var reports []signer.SourceReport
-	for _, src := range sources {
-		res, err := src.Load(ctx)
-		if err != nil {
-			return nil, nil, fmt.Errorf("key source %s: %w", src.Name(), err)
+// describeFailures lists the sources and items that failed in a load.
+func describeFailures(st signer.ReloadStatus) string {
+	var parts []string
+	for _, r := range st.Sources {
+		if r.Err != nil {
+			parts = append(parts, fmt.Sprintf("source %s: %v", r.Name, r.Err))
 		}
-		for _, e := range res.Errors {
-			log.Error("key not loaded", "source", src.Name(), "item", e.Item, "err", e.Err)
+		for _, e := range r.Errors {
+			parts = append(parts, fmt.Sprintf("source %s: %v", r.Name, e))
 		}
-		keys = append(keys, res.Keys...)
-		reports = append(reports, signer.SourceReport{Name: src.Name(), Loaded: len(res.Keys), Errors: res.Errors})
 	}
-	return keys, reports, nil
+	if st.DisableErr != "" {
+		parts = append(parts, st.DisableErr)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// reloadTriggers reloads the keys on SIGHUP and, every retry interval, while a key source is
+// unreachable as a whole (an item error, such as a bad file, waits for the operator).
+func reloadTriggers(ctx context.Context, loader *signer.KeyLoader, timeout, retry time.Duration, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	var tick <-chan time.Time
+	if retry > 0 {
+		t := time.NewTicker(retry)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if err := loader.Start(timeout); err != nil {
+				log.Warn("SIGHUP: key reload not started", "err", err)
+			} else {
+				log.Info("SIGHUP: key reload started")
+			}
+		case <-tick:
+			st := loader.Status()
+			for _, r := range st.Sources {
+				if r.Err != nil && st.State != signer.ReloadRunning {
+					log.Info("retrying unreachable key source", "source", r.Name)
+					_ = loader.Start(timeout)
+					break
+				}
+			}
+		}
+	}
 }
 
 // splitList splits a comma-separated flag value, dropping empty items.

@@ -1,0 +1,323 @@
+package signer
+
+// Key loading and hot reload: the operator's key sources (keystore directories, key-config files,
+// the local keyring, Vault, an HSM) feeding the signer's KeySet.
+//
+// Invariants:
+//   - One load at a time; a reload that finds one running is refused (ErrReloadRunning), never
+//     queued.
+//   - The KeySet changes by one atomic swap at the end of a reload. Requests already holding a key
+//     object finish with it; no in-flight request is dropped.
+//   - A reload never loses a key because its source misbehaved: a source that fails as a whole
+//     keeps all the keys it gave before; an item that fails keeps its previous key when the error
+//     names the public key; an item failing without naming one holds back every removal from that
+//     source for this reload. Only a key that a healthy source no longer lists is removed.
+//   - A removed key leaves the KeySet first (no new signature here), then is disabled in the
+//     slashing database (refused by every instance sharing it). A disable that fails is retried
+//     at every later reload until it succeeds. A disabled key that reappears is not re-enabled:
+//     only a keymanager import, which carries the key's slashing history, does that.
+//   - Keys that did not come from these sources (keymanager imports) are kept as they are. On a
+//     public key given by both, the operator's source wins, as at startup.
+//   - Reload takes the KeyManager's lock, so a keymanager import or delete never interleaves.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/attestantio/go-eth2-client/spec/phase0"
+
+	"github.com/vigil-signer/vigil/keystore"
+)
+
+// ErrReloadRunning: a (re)load is already in progress.
+var ErrReloadRunning = errors.New("a key reload is already running")
+
+// KeyDisabler is the part of the slashing store a reload needs.
+type KeyDisabler interface {
+	SetEnabled(ctx context.Context, pubkey phase0.BLSPubKey, enabled bool) error
+}
+
+// SourceObserver receives each source's outcome after every load (metrics).
+type SourceObserver interface {
+	ObserveKeySource(r SourceReport)
+}
+
+// LoaderConfig assembles a KeyLoader.
+type LoaderConfig struct {
+	Sources []keystore.Source // in priority order: on a duplicate public key the first wins
+	// Fixed sources are loaded once, by the first Load, after Sources (the keymanager's own
+	// directory, which changes only through the keymanager); reloads keep their keys.
+	Fixed    []keystore.Source
+	Keys     *KeySet
+	Disabler KeyDisabler    // nil: removed keys are not disabled (tests)
+	Lock     sync.Locker    // taken around the swap (the KeyManager's); nil: none
+	Observer SourceObserver // nil: none
+	Logger   *slog.Logger
+	// Publish receives the source reports after every load (the Signer's SetSourceReports).
+	Publish func([]SourceReport)
+}
+
+// ReloadState is where the last reload stands.
+type ReloadState string
+
+// Reload states.
+const (
+	ReloadIdle      ReloadState = "idle" // never ran since start
+	ReloadRunning   ReloadState = "running"
+	ReloadCompleted ReloadState = "completed" // every source loaded every item
+	ReloadDegraded  ReloadState = "degraded"  // finished, but a source or an item failed
+	ReloadFailed    ReloadState = "failed"    // cancelled or timed out; nothing changed
+)
+
+// ReloadStatus describes the last (or current) reload.
+type ReloadStatus struct {
+	State      ReloadState
+	Started    time.Time
+	Finished   time.Time // zero while running
+	Keys       int       // keys in the set after the reload
+	Added      int
+	Removed    int
+	Kept       int // keys kept from a previous load because their source or item failed
+	Sources    []SourceReport
+	Error      string // why a failed reload failed
+	DisableErr string // a removed key could not be disabled in the slashing database (retried)
+}
+
+// KeyLoader loads the key sources into the KeySet, at start and on every reload.
+type KeyLoader struct {
+	cfg     LoaderConfig
+	running atomic.Bool
+	status  atomic.Pointer[ReloadStatus]
+
+	// Owned by the goroutine holding running.
+	prev           []map[keystore.PublicKey]keystore.Key // per source, the keys of the last load
+	pendingDisable map[keystore.PublicKey]bool
+	fixedReports   []SourceReport // nil until the first load
+}
+
+// NewKeyLoader returns a loader; nothing is loaded until Load.
+func NewKeyLoader(cfg LoaderConfig) *KeyLoader {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	l := &KeyLoader{cfg: cfg, prev: make([]map[keystore.PublicKey]keystore.Key, len(cfg.Sources)), pendingDisable: map[keystore.PublicKey]bool{}}
+	l.status.Store(&ReloadStatus{State: ReloadIdle})
+	return l
+}
+
+// Status returns the last reload's status.
+func (l *KeyLoader) Status() ReloadStatus { return *l.status.Load() }
+
+// Start begins a reload in the background (bounded by timeout) and returns at once;
+// ErrReloadRunning when one is running.
+func (l *KeyLoader) Start(timeout time.Duration) error {
+	if !l.running.CompareAndSwap(false, true) {
+		return ErrReloadRunning
+	}
+	l.status.Store(&ReloadStatus{State: ReloadRunning, Started: time.Now()})
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		l.run(ctx)
+	}()
+	return nil
+}
+
+// Load loads (or reloads) every source now and returns the status; ErrReloadRunning when one is
+// running.
+func (l *KeyLoader) Load(ctx context.Context) (ReloadStatus, error) {
+	if !l.running.CompareAndSwap(false, true) {
+		return ReloadStatus{}, ErrReloadRunning
+	}
+	l.status.Store(&ReloadStatus{State: ReloadRunning, Started: time.Now()})
+	return l.run(ctx), nil
+}
+
+// run does one load; the caller has set running, run clears it.
+func (l *KeyLoader) run(ctx context.Context) ReloadStatus {
+	defer l.running.Store(false)
+	st := ReloadStatus{State: ReloadRunning, Started: l.status.Load().Started}
+	log := l.cfg.Logger
+
+	next := make([]map[keystore.PublicKey]keystore.Key, len(l.cfg.Sources))
+	reports := make([]SourceReport, len(l.cfg.Sources))
+	for i, src := range l.cfg.Sources {
+		t0 := time.Now()
+		res, err := src.Load(ctx)
+		if ctx.Err() != nil {
+			st.State, st.Error, st.Finished = ReloadFailed, fmt.Sprintf("key load interrupted: %v", ctx.Err()), time.Now()
+			l.status.Store(&st)
+			log.Error("key reload failed: nothing changed", "err", ctx.Err())
+			return st
+		}
+		keys, rep := merge(src.Name(), l.prev[i], res, err)
+		rep.Took = time.Since(t0)
+		st.Kept += rep.Kept
+		next[i], reports[i] = keys, rep
+		for _, e := range rep.Errors {
+			log.Error("key not loaded", "source", src.Name(), "item", e.Item, "err", e.Err)
+		}
+		if rep.Err != nil {
+			log.Error("key source failed", "source", src.Name(), "err", rep.Err, "keys_kept", rep.Kept)
+		}
+	}
+
+	var fixed []map[keystore.PublicKey]keystore.Key
+	if l.fixedReports == nil {
+		l.fixedReports = []SourceReport{}
+		for _, src := range l.cfg.Fixed {
+			t0 := time.Now()
+			res, err := src.Load(ctx)
+			keys, rep := merge(src.Name(), nil, res, err)
+			rep.Took = time.Since(t0)
+			for _, e := range rep.Errors {
+				log.Error("key not loaded", "source", src.Name(), "item", e.Item, "err", e.Err)
+			}
+			if rep.Err != nil {
+				log.Error("key source failed", "source", src.Name(), "err", rep.Err)
+			}
+			fixed = append(fixed, keys)
+			l.fixedReports = append(l.fixedReports, rep)
+		}
+	}
+	reports = append(reports, l.fixedReports...)
+
+	ours := map[keystore.Key]bool{} // key objects the sources gave before: everything else is kept
+	for _, m := range l.prev {
+		for _, k := range m {
+			ours[k] = true
+		}
+	}
+	var removed []keystore.PublicKey
+	if l.cfg.Lock != nil {
+		l.cfg.Lock.Lock()
+	}
+	current := *l.cfg.Keys.m.Load()
+	set := make(map[keystore.PublicKey]keystore.Key, len(current))
+	for _, m := range next {
+		for pk, k := range m {
+			if _, dup := set[pk]; !dup {
+				set[pk] = k
+			}
+		}
+	}
+	for _, m := range fixed {
+		for pk, k := range m {
+			if _, dup := set[pk]; !dup {
+				set[pk] = k
+			}
+		}
+	}
+	for pk, k := range current {
+		if !ours[k] {
+			if _, dup := set[pk]; !dup {
+				set[pk] = k
+			}
+		}
+	}
+	for pk := range current {
+		if _, ok := set[pk]; !ok {
+			removed = append(removed, pk)
+		}
+	}
+	for pk := range set {
+		if _, ok := current[pk]; !ok {
+			st.Added++
+		}
+	}
+	l.cfg.Keys.m.Store(&set)
+	if l.cfg.Lock != nil {
+		l.cfg.Lock.Unlock()
+	}
+	l.prev = next
+	st.Removed, st.Keys = len(removed), len(set)
+
+	// Disable removed keys (and earlier failures) in the slashing database.
+	for _, pk := range removed {
+		l.pendingDisable[pk] = true
+	}
+	if l.cfg.Disabler != nil {
+		for pk := range l.pendingDisable {
+			if _, back := set[pk]; back {
+				delete(l.pendingDisable, pk) // it came back before the disable went through
+				continue
+			}
+			if err := l.cfg.Disabler.SetEnabled(ctx, phase0.BLSPubKey(pk), false); err != nil {
+				st.DisableErr = fmt.Sprintf("disable %s in the slashing database: %v (retried at the next reload)", pk, err)
+				log.Error("removed key not disabled in the slashing database", "pubkey", pk.String(), "err", err)
+				continue
+			}
+			delete(l.pendingDisable, pk)
+			log.Info("key removed and disabled in the slashing database", "pubkey", pk.String())
+		}
+	} else {
+		clear(l.pendingDisable)
+	}
+
+	st.Sources, st.Finished, st.State = reports, time.Now(), ReloadCompleted
+	for _, r := range reports {
+		if r.Err != nil || len(r.Errors) > 0 {
+			st.State = ReloadDegraded
+		}
+		if l.cfg.Observer != nil {
+			l.cfg.Observer.ObserveKeySource(r)
+		}
+	}
+	if st.DisableErr != "" {
+		st.State = ReloadDegraded
+	}
+	if l.cfg.Publish != nil {
+		l.cfg.Publish(reports)
+	}
+	l.status.Store(&st)
+	log.Info("keys loaded", "keys", st.Keys, "added", st.Added, "removed", st.Removed, "kept", st.Kept,
+		"state", st.State, "took", st.Finished.Sub(st.Started).Round(time.Millisecond))
+	return st
+}
+
+// merge turns one source's load into its key map, keeping previous keys the rules say to keep.
+func merge(name string, prev map[keystore.PublicKey]keystore.Key, res keystore.LoadResult, err error) (map[keystore.PublicKey]keystore.Key, SourceReport) {
+	rep := SourceReport{Name: name}
+	out := map[keystore.PublicKey]keystore.Key{}
+	if err != nil {
+		for pk, k := range prev {
+			out[pk] = k
+		}
+		rep.Err, rep.Loaded, rep.Kept = err, len(out), len(out)
+		return out, rep
+	}
+	for _, k := range res.Keys {
+		if _, dup := out[k.PublicKey()]; !dup {
+			out[k.PublicKey()] = k
+		}
+	}
+	rep.Errors = res.Errors
+	holdAll := false
+	for _, e := range res.Errors {
+		if e.Pubkey == (keystore.PublicKey{}) {
+			holdAll = true
+			continue
+		}
+		if k, ok := prev[e.Pubkey]; ok {
+			if _, loaded := out[e.Pubkey]; !loaded {
+				out[e.Pubkey] = k
+				rep.Kept++
+			}
+		}
+	}
+	if holdAll {
+		for pk, k := range prev {
+			if _, ok := out[pk]; !ok {
+				out[pk] = k
+				rep.Kept++
+			}
+		}
+	}
+	rep.Loaded = len(out)
+	return out, rep
+}
