@@ -27,7 +27,7 @@ import (
 const keysUsage = `Usage:
   vigil keys import --to local|vault|hsm --keystores DIR|FILE (--password-file F | --passwords-path D) [flags]
   vigil keys list   [--from local|vault|hsm|all] [flags]
-  vigil keys delete --from local|vault|hsm PUBKEY... [flags]
+  vigil keys delete --from local|vault|hsm --pubkeys 0x…,0x… [flags]
   vigil keys generate --count N --out DIR [--password-file F] [--interop] [flags]
 
 Run "vigil keys <command> --help" for the flags.
@@ -352,17 +352,18 @@ func keysDelete(ctx context.Context, args []string, getenv func(string) string, 
 	var ks keyStoreFlags
 	fs, _ := keysFlagSet("delete", &ks, getenv)
 	from := fs.String("from", "", "local, vault or hsm")
-	if err := parseKeysFlags(fs, args, getenv, stdout, "Usage: vigil keys delete --from local|vault|hsm PUBKEY... [flags]"); err != nil {
+	list := fs.String("pubkeys", "", "comma-separated public keys to delete")
+	if err := parseKeysFlags(fs, args, getenv, stdout, "Usage: vigil keys delete --from local|vault|hsm --pubkeys 0x…,0x… [flags]"); err != nil {
 		return err
 	}
 	if !slices.Contains(storeKinds, *from) {
 		return usagef("--from: want one of %s", strings.Join(storeKinds, ", "))
 	}
-	if fs.NArg() == 0 {
-		return usagef("give the public keys to delete")
+	if len(splitList(*list)) == 0 {
+		return usagef("--pubkeys: give the public keys to delete")
 	}
 	var pubs []keystore.PublicKey
-	for _, a := range fs.Args() {
+	for _, a := range splitList(*list) {
 		pk, err := keystore.ParsePublicKey(a)
 		if err != nil {
 			return usagef("%q: %v", a, err)

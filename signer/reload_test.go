@@ -1,0 +1,289 @@
+package signer
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/attestantio/go-eth2-client/spec/phase0"
+
+	"github.com/vigil-signer/vigil/keystore"
+)
+
+// fakeSource is a hand-written key source whose next Load outcome the test sets.
+type fakeSource struct {
+	name  string
+	mu    sync.Mutex
+	keys  []keystore.Key
+	errs  []keystore.LoadError
+	err   error
+	block chan struct{} // when set, Load waits on it
+	loads int
+}
+
+func (f *fakeSource) Name() string { return f.name }
+func (f *fakeSource) Load(ctx context.Context) (keystore.LoadResult, error) {
+	f.mu.Lock()
+	block := f.block
+	f.loads++
+	f.mu.Unlock()
+	if block != nil {
+		select {
+		case <-block:
+		case <-ctx.Done():
+			return keystore.LoadResult{}, ctx.Err()
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return keystore.LoadResult{}, f.err
+	}
+	// A real source builds new key objects at every load.
+	out := make([]keystore.Key, len(f.keys))
+	for i, k := range f.keys {
+		out[i] = &wrappedKey{k}
+	}
+	return keystore.LoadResult{Keys: out, Errors: f.errs}, nil
+}
+
+func (f *fakeSource) set(keys []keystore.Key, errs []keystore.LoadError, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.keys, f.errs, f.err = keys, errs, err
+}
+
+type wrappedKey struct{ keystore.Key }
+
+type fakeDisabler struct {
+	mu       sync.Mutex
+	disabled map[keystore.PublicKey]bool
+	fail     error
+}
+
+func (d *fakeDisabler) SetEnabled(_ context.Context, pk phase0.BLSPubKey, enabled bool) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.fail != nil {
+		return d.fail
+	}
+	if d.disabled == nil {
+		d.disabled = map[keystore.PublicKey]bool{}
+	}
+	d.disabled[keystore.PublicKey(pk)] = !enabled
+	return nil
+}
+
+func (d *fakeDisabler) isDisabled(pk keystore.PublicKey) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.disabled[pk]
+}
+
+func testKey(t *testing.T, i int) keystore.Key {
+	t.Helper()
+	seed := sha256.Sum256(fmt.Appendf(nil, "reload test %d", i))
+	seed[0] &= 0x3f
+	sk, err := keystore.NewSecretKey(seed[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keystore.NewLocalKey(sk)
+}
+
+func has(s *KeySet, ks ...keystore.Key) bool {
+	for _, k := range ks {
+		if _, ok := s.Get(k.PublicKey()); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func mustLoad(t *testing.T, l *KeyLoader) ReloadStatus {
+	t.Helper()
+	st, err := l.Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func TestReloadAddsAndRemoves(t *testing.T) {
+	a, b, c := testKey(t, 1), testKey(t, 2), testKey(t, 3)
+	src := &fakeSource{name: "dir"}
+	src.set([]keystore.Key{a, b}, nil, nil)
+	set := NewKeySet(nil)
+	dis := &fakeDisabler{}
+	var published []SourceReport
+	l := NewKeyLoader(LoaderConfig{Sources: []keystore.Source{src}, Keys: set, Disabler: dis, Publish: func(r []SourceReport) { published = r }})
+	if st := l.Status(); st.State != ReloadIdle {
+		t.Fatalf("state before any load = %s", st.State)
+	}
+	st := mustLoad(t, l)
+	if st.State != ReloadCompleted || st.Added != 2 || st.Keys != 2 || !has(set, a, b) {
+		t.Fatalf("first load: %+v", st)
+	}
+	held, _ := set.Get(a.PublicKey()) // an in-flight request holding key a
+
+	src.set([]keystore.Key{b, c}, nil, nil)
+	st = mustLoad(t, l)
+	if st.Added != 1 || st.Removed != 1 || set.Len() != 2 || !has(set, b, c) || has(set, a) {
+		t.Fatalf("reload: %+v, keys %v", st, set.PublicKeys())
+	}
+	if !dis.isDisabled(a.PublicKey()) || dis.isDisabled(b.PublicKey()) {
+		t.Fatalf("removed key a not disabled, or b disabled: %v", dis.disabled)
+	}
+	if _, err := held.Sign(context.Background(), [32]byte{1}); err != nil {
+		t.Fatalf("a request holding a removed key could not finish: %v", err)
+	}
+	if len(published) != 1 || published[0].Loaded != 2 || !published[0].OK() {
+		t.Fatalf("published reports %+v", published)
+	}
+}
+
+func TestReloadKeepsKeysOfFailingSources(t *testing.T) {
+	a, b, c, d := testKey(t, 1), testKey(t, 2), testKey(t, 3), testKey(t, 4)
+	vault := &fakeSource{name: "vault"}
+	dir := &fakeSource{name: "dir"}
+	vault.set([]keystore.Key{a, b}, nil, nil)
+	dir.set([]keystore.Key{c, d}, nil, nil)
+	set := NewKeySet(nil)
+	dis := &fakeDisabler{}
+	l := NewKeyLoader(LoaderConfig{Sources: []keystore.Source{vault, dir}, Keys: set, Disabler: dis})
+	mustLoad(t, l)
+
+	// Vault sealed: its keys stay; a file of dir fails naming its key: that key stays.
+	vault.set(nil, nil, fmt.Errorf("%w: sealed", keystore.ErrUnavailable))
+	dir.set([]keystore.Key{c}, []keystore.LoadError{{Item: "d.json", Pubkey: d.PublicKey(), Err: keystore.ErrMalformed}}, nil)
+	st := mustLoad(t, l)
+	if st.State != ReloadDegraded || st.Removed != 0 || st.Kept != 3 || !has(set, a, b, c, d) {
+		t.Fatalf("degraded reload lost keys: %+v, keys %v", st, set.PublicKeys())
+	}
+	if st.Sources[0].Err == nil || st.Sources[0].Kept != 2 || st.Sources[0].OK() || st.Sources[1].Kept != 1 {
+		t.Fatalf("reports %+v", st.Sources)
+	}
+
+	// An item failing without a public key (truncated file) holds back every removal of dir.
+	dir.set(nil, []keystore.LoadError{{Item: "broken.json", Err: keystore.ErrMalformed}}, nil)
+	vault.set([]keystore.Key{a, b}, nil, nil)
+	st = mustLoad(t, l)
+	if st.Removed != 0 || !has(set, c, d) {
+		t.Fatalf("unnamed item error removed keys: %+v", st)
+	}
+
+	// Healthy again, d really gone: now it is removed and disabled.
+	dir.set([]keystore.Key{c}, nil, nil)
+	st = mustLoad(t, l)
+	if st.State != ReloadCompleted || st.Removed != 1 || has(set, d) || !dis.isDisabled(d.PublicKey()) {
+		t.Fatalf("healthy reload: %+v", st)
+	}
+	for _, k := range []keystore.Key{a, b, c} {
+		if dis.isDisabled(k.PublicKey()) {
+			t.Fatalf("key %s disabled although never removed", k.PublicKey())
+		}
+	}
+}
+
+func TestReloadRetriesFailedDisable(t *testing.T) {
+	a, b := testKey(t, 1), testKey(t, 2)
+	src := &fakeSource{name: "dir"}
+	src.set([]keystore.Key{a, b}, nil, nil)
+	set := NewKeySet(nil)
+	dis := &fakeDisabler{fail: errors.New("database down")}
+	l := NewKeyLoader(LoaderConfig{Sources: []keystore.Source{src}, Keys: set, Disabler: dis})
+	mustLoad(t, l)
+	src.set([]keystore.Key{b}, nil, nil)
+	st := mustLoad(t, l)
+	if has(set, a) || st.DisableErr == "" || st.State != ReloadDegraded {
+		t.Fatalf("removal with the database down: %+v", st)
+	}
+	dis.mu.Lock()
+	dis.fail = nil
+	dis.mu.Unlock()
+	st = mustLoad(t, l)
+	if !dis.isDisabled(a.PublicKey()) || st.DisableErr != "" || st.State != ReloadCompleted {
+		t.Fatalf("disable not retried: %+v", st)
+	}
+}
+
+func TestReloadKeepsKeymanagerKeysAndFixedSources(t *testing.T) {
+	a, b, m, imported := testKey(t, 1), testKey(t, 2), testKey(t, 3), testKey(t, 4)
+	src := &fakeSource{name: "dir"}
+	src.set([]keystore.Key{a}, nil, nil)
+	managed := &fakeSource{name: "keymanager"}
+	managed.set([]keystore.Key{m, a}, nil, nil) // a in both: the operator's source wins
+	set := NewKeySet(nil)
+	var lock sync.Mutex
+	l := NewKeyLoader(LoaderConfig{Sources: []keystore.Source{src}, Fixed: []keystore.Source{managed}, Keys: set, Lock: &lock})
+	mustLoad(t, l)
+	ka, _ := set.Get(a.PublicKey())
+	if !has(set, a, m) || ka.(*wrappedKey).Key != a {
+		t.Fatal("first load: fixed source keys missing")
+	}
+	set.add([]keystore.Key{imported}) // a keymanager import after start
+	src.set([]keystore.Key{a, b}, nil, nil)
+	st := mustLoad(t, l)
+	if !has(set, a, b, m, imported) || st.Removed != 0 || set.Len() != 4 {
+		t.Fatalf("reload dropped keymanager keys: %+v %v", st, set.PublicKeys())
+	}
+	if managed.loads != 1 {
+		t.Fatalf("fixed source loaded %d times; want once", managed.loads)
+	}
+	if len(st.Sources) != 2 || st.Sources[1].Name != "keymanager" {
+		t.Fatalf("fixed source report missing: %+v", st.Sources)
+	}
+}
+
+func TestReloadOneAtATime(t *testing.T) {
+	src := &fakeSource{name: "slow", block: make(chan struct{})}
+	src.set([]keystore.Key{testKey(t, 1)}, nil, nil)
+	set := NewKeySet(nil)
+	l := NewKeyLoader(LoaderConfig{Sources: []keystore.Source{src}, Keys: set})
+	if err := l.Start(time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Start(time.Minute); !errors.Is(err, ErrReloadRunning) {
+		t.Fatalf("second Start = %v; want ErrReloadRunning", err)
+	}
+	if _, err := l.Load(context.Background()); !errors.Is(err, ErrReloadRunning) {
+		t.Fatalf("Load during a reload = %v; want ErrReloadRunning", err)
+	}
+	if st := l.Status(); st.State != ReloadRunning || st.Started.IsZero() {
+		t.Fatalf("status while running: %+v", st)
+	}
+	close(src.block)
+	deadline := time.Now().Add(10 * time.Second)
+	for l.Status().State == ReloadRunning {
+		if time.Now().After(deadline) {
+			t.Fatal("reload did not finish")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if st := l.Status(); st.State != ReloadCompleted || set.Len() != 1 {
+		t.Fatalf("after the reload: %+v", st)
+	}
+}
+
+func TestReloadTimeoutChangesNothing(t *testing.T) {
+	a := testKey(t, 1)
+	src := &fakeSource{name: "dir"}
+	src.set([]keystore.Key{a}, nil, nil)
+	set := NewKeySet(nil)
+	l := NewKeyLoader(LoaderConfig{Sources: []keystore.Source{src}, Keys: set, Disabler: &fakeDisabler{}})
+	mustLoad(t, l)
+	src.mu.Lock()
+	src.block = make(chan struct{}) // never released
+	src.mu.Unlock()
+	src.set(nil, nil, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	st, err := l.Load(ctx)
+	if err != nil || st.State != ReloadFailed || st.Error == "" || !has(set, a) {
+		t.Fatalf("timed-out reload: %+v, %v; keys %v", st, err, set.PublicKeys())
+	}
+}
