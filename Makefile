@@ -8,7 +8,7 @@ TEST_TIMEOUT ?= 20m
 SHELL     := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 
-.PHONY: help build run test bench lint clean
+.PHONY: help build run test test-vault bench lint clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -27,6 +27,10 @@ test: ## run the whole test suite (set VIGIL_REQUIRE_EXTERNAL=1 to fail instead 
 	if $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -v ./spec-tests/... >$$log 2>&1; then \
 		grep -E '(cases|checks)( run| skipped|,|$$)|^ok' $$log; rm -f $$log; \
 	else cat $$log; rm -f $$log; exit 1; fi
+	$(MAKE) --no-print-directory test-vault
+
+test-vault: ## Vault key source against an in-process Vault core (nested module keystore/vaulttest; first build ~5 min)
+	cd keystore/vaulttest && $(GO) vet ./... && $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 bench: build ## raw BLS vs end-to-end HTTP signing (SQLite and a throwaway Postgres) in one run, import at scale, store benchmarks
 	@url=$$(deploy/dev/throwaway-postgres.sh start); trap 'deploy/dev/throwaway-postgres.sh stop' EXIT; \
