@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -98,6 +99,7 @@ func keysImport(ctx context.Context, args []string, getenv func(string) string, 
 	if !slices.Contains(storeKinds, *to) {
 		return usagef("--to: want one of %s", strings.Join(storeKinds, ", "))
 	}
+	ks.logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	if *src == "" || (*pwFile == "") == (*pwDir == "") {
 		return usagef("give --keystores and exactly one of --password-file, --passwords-path")
 	}

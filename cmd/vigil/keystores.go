@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,7 +29,8 @@ const (
 )
 
 type keyStoreFlags struct {
-	dataDir *string // the command's --data-dir
+	dataDir *string      // the command's --data-dir
+	logger  *slog.Logger // Vault renewal and HSM reconnect notices; nil: none
 
 	keyringPath         string
 	keyringPasswordFile string

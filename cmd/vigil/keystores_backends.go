@@ -2,14 +2,61 @@ package main
 
 import (
 	"context"
+	"strings"
 
+	"github.com/vigil-signer/vigil/hsm"
 	"github.com/vigil-signer/vigil/keystore"
 )
 
 func (f *keyStoreFlags) openVault(ctx context.Context, getenv func(string) string) (keystore.Store, func(), error) {
-	return nil, nil, usagef("vault: not wired yet")
+	if f.vaultAddr == "" {
+		return nil, nil, usagef("vault: --vault-address is required")
+	}
+	cfg := keystore.VaultConfig{
+		Address: f.vaultAddr, Mount: f.vaultMount, Prefix: f.vaultPath, Field: f.vaultField,
+		AppRoleMount: f.vaultAppRoleMount, Namespace: f.vaultNamespace, CAFile: f.vaultCAFile,
+		Timeout: f.vaultTimeout, Logger: f.logger,
+	}
+	if f.vaultRoleIDFile != "" || f.vaultSecretIDFile != "" {
+		if f.vaultRoleIDFile == "" || f.vaultSecretIDFile == "" {
+			return nil, nil, usagef("vault: AppRole needs both --vault-approle-role-id-file and --vault-approle-secret-id-file")
+		}
+		role, err := secretFrom(f.vaultRoleIDFile, "", getenv, "vault AppRole role_id")
+		if err != nil {
+			return nil, nil, err
+		}
+		secret, err := secretFrom(f.vaultSecretIDFile, "", getenv, "vault AppRole secret_id")
+		if err != nil {
+			return nil, nil, err
+		}
+		cfg.RoleID, cfg.SecretID = strings.TrimSpace(string(role)), strings.TrimSpace(string(secret))
+		clear(secret)
+	} else {
+		tok, err := secretFrom(f.vaultTokenFile, envVaultToken, getenv, "vault token")
+		if err != nil {
+			return nil, nil, err
+		}
+		cfg.Token = strings.TrimSpace(string(tok))
+		clear(tok)
+	}
+	s, err := keystore.OpenVault(ctx, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, func() { _ = s.Close() }, nil
 }
 
 func (f *keyStoreFlags) openHSM(ctx context.Context, create bool, getenv func(string) string) (keystore.Store, func(), error) {
-	return nil, nil, usagef("hsm: not wired yet")
+	pin, err := hsm.ReadPIN(f.hsmPINFile, getenv)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := hsm.Open(ctx, hsm.Config{
+		ModulePath: f.hsmModule, TokenLabel: f.hsmToken, PIN: pin, KEKLabel: f.hsmKEKLabel,
+		CreateKEK: create, Sessions: f.hsmSessions, Logger: f.logger,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, s.Close, nil
 }

@@ -166,6 +166,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
+	c.ks.logger = log
 	sources = append(sources, c.ks.serveSources(getenv)...)
 	defer func() {
 		for _, s := range sources {
