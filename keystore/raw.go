@@ -24,23 +24,47 @@ import (
 //	type: file-keystore         # an EIP-2335 keystore
 //	keystoreFile: validator_1.json          # relative paths resolve against
 //	keystorePasswordFile: validator_1.txt   # the key-config directory
+//	---
+//	type: hashicorp             # one secret read from HashiCorp Vault
+//	serverHost: vault.example   # required
+//	serverPort: 8200            # default 8200
+//	keyPath: /v1/secret/data/validator_1    # required; KV v2 (data.data) or KV v1 (data)
+//	keyName: value              # the secret's field holding the hex key; default "value"
+//	token: hvs.…                # required (authMethod TOKEN, the default)
+//	timeout: 10000              # per request, in ms; default 10000
+//	tlsEnabled: true            # default false (http)
+//	tlsKnownServersPath: known_servers      # optional: "<host>:<port> <sha256 fingerprint>" lines
+//	tlsCaFile: vault-ca.pem     # optional, not in Web3Signer: a PEM CA bundle to trust
 //
 // Rules:
 //   - The password of a file-keystore is the first line of its password file
 //     (without the "\n" or "\r\n" ending it).
-//   - Any other type (hashicorp, aws-secret, azure-secret, …), a missing or
-//     unparsable field, an unreadable file, invalid YAML or a file larger than
-//     1 MiB is a LoadError whose Item is the YAML file's path (the message says
-//     which document); it never stops the other files. Unknown fields are
-//     ignored.
-//   - Keystores are decrypted in parallel (Workers, default GOMAXPROCS).
+//   - hashicorp: the secret is read with the token at Load (each document is
+//     one request; documents for the same server share connections). Without
+//     tlsKnownServersPath or tlsCaFile, TLS trusts the system roots. With
+//     tlsKnownServersPath (Web3Signer's allowlist) the server must be listed
+//     under serverHost:serverPort with the SHA-256 fingerprint of its
+//     certificate; CA signatures are then not consulted. TLS settings with
+//     tlsEnabled false are an error, never silently ignored.
+//     httpProtocolVersion (HTTP_2 or HTTP_1_1) is accepted; the protocol is
+//     negotiated. authMethod KUBERNETES is not supported (a LoadError).
+//     Errors name the server and keyPath, never the token or the secret; an
+//     unreachable or sealed Vault, or a refused token, wraps ErrUnavailable.
+//   - Any other type (aws-secret, azure-secret, …), a missing or unparsable
+//     field, an unreadable file, invalid YAML or a file larger than 1 MiB is a
+//     LoadError whose Item is the YAML file's path (the message says which
+//     document); it never stops the other files. Unknown fields are ignored.
+//   - Keystores are decrypted, and Vault secrets read, in parallel (Workers,
+//     default GOMAXPROCS).
 //   - Duplicate public keys: the first in (file name, document) order wins.
 //   - Keys are *LocalKey. YAML error messages are never quoted (they can
 //     contain source lines, hence a private key); only positions are reported.
 //   - The file buffer is zeroed after parsing. The YAML parser's own copies of
-//     a raw privateKey are Go strings and cannot be wiped: prefer keystores.
+//     a raw privateKey or a Vault token are Go strings and cannot be wiped:
+//     prefer keystores, or Vault with a short-lived token.
 type ConfigSource struct {
-	cfg KeyConfig
+	cfg   KeyConfig
+	vault vaultClients // Vault API clients of hashicorp documents, by server
 }
 
 // KeyConfig configures a ConfigSource.
@@ -77,10 +101,12 @@ func (s *ConfigSource) Name() string { return "key-config" }
 const (
 	KeyConfigFileRaw      = "file-raw"
 	KeyConfigFileKeystore = "file-keystore"
+	KeyConfigHashicorp    = "hashicorp"
 )
 
-// ErrUnsupportedKeyConfig: a key-config document has a type this build does
-// not load (e.g. hashicorp before the Vault source exists).
+// ErrUnsupportedKeyConfig: a key-config document has a type (aws-secret,
+// azure-secret, …) or an option (hashicorp authMethod KUBERNETES) this build
+// does not load.
 var ErrUnsupportedKeyConfig = errors.New("unsupported key config type")
 
 // maxKeyConfigSize bounds one key-config YAML file.
@@ -155,7 +181,7 @@ func (d keyConfigDoc) get(name string) (string, bool) {
 func (s *ConfigSource) keyLoader(d keyConfigDoc) (func() (*SecretKey, error), error) {
 	typ, ok := d.get("type")
 	if !ok || typ == "" {
-		return nil, &MalformedError{Field: "type", Reason: "missing (want file-raw or file-keystore)"}
+		return nil, &MalformedError{Field: "type", Reason: "missing (want file-raw, file-keystore or hashicorp)"}
 	}
 	if kt, ok := d.get("keyType"); ok && !strings.EqualFold(kt, "BLS") {
 		return nil, &MalformedError{Field: "keyType", Reason: fmt.Sprintf("unsupported key type %q (only BLS)", truncate(kt, 40))}
@@ -196,8 +222,10 @@ func (s *ConfigSource) keyLoader(d keyConfigDoc) (func() (*SecretKey, error), er
 			}
 			return sk, nil
 		}, nil
+	case KeyConfigHashicorp:
+		return s.vault.hashicorpKeyLoader(d, s.resolve)
 	default:
-		return nil, fmt.Errorf("%w %q (supported: file-raw, file-keystore)", ErrUnsupportedKeyConfig, truncate(typ, 40))
+		return nil, fmt.Errorf("%w %q (supported: file-raw, file-keystore, hashicorp)", ErrUnsupportedKeyConfig, truncate(typ, 40))
 	}
 }
 
@@ -335,6 +363,10 @@ func yamlFields(body ast.Node) (keyConfigDoc, error) {
 var knownKeyConfigField = map[string]bool{
 	"type": true, "keyType": true, "privateKey": true,
 	"keystoreFile": true, "keystorePasswordFile": true,
+	// hashicorp
+	"serverHost": true, "serverPort": true, "keyPath": true, "keyName": true,
+	"token": true, "timeout": true, "tlsEnabled": true, "tlsKnownServersPath": true,
+	"tlsCaFile": true, "httpProtocolVersion": true, "authMethod": true,
 }
 
 // yamlScalar returns the text of a scalar value as written (so an unquoted

@@ -76,7 +76,7 @@ func TestConfigSource(t *testing.T) {
 		check func(error) bool
 		text  string
 	}{
-		{"c.yaml", func(e error) bool { return errors.Is(e, ErrUnsupportedKeyConfig) }, `unsupported key config type "hashicorp"`},
+		{"c.yaml", func(e error) bool { return errors.Is(e, ErrMalformed) }, "token: missing"},
 		{"d.yaml", func(e error) bool { return errors.Is(e, ErrMalformed) }, "privateKey: has 60 hex digits, want 64"},
 		{"e.yaml", func(e error) bool { return errors.Is(e, ErrMalformed) }, "invalid YAML"},
 		{"f.yaml", nil, "duplicate public key " + interopKey(t, 0).PublicKey().String() + " (already loaded from " + filepath.Join(dir, "a.yaml")},
