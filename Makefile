@@ -32,11 +32,13 @@ test: ## run the whole test suite (set VIGIL_REQUIRE_EXTERNAL=1 to fail instead 
 test-vault: ## Vault key source against an in-process Vault core (nested module keystore/vaulttest; first build ~5 min)
 	cd keystore/vaulttest && $(GO) vet ./... && $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
-bench: build ## raw BLS vs end-to-end HTTP signing (SQLite and a throwaway Postgres) in one run, import at scale, store benchmarks
+bench: build ## raw BLS vs end-to-end HTTP signing (SQLite, Postgres), import at scale, keystore decryption scaling, startup with 10k keys per store
 	@url=$$(deploy/dev/throwaway-postgres.sh start); trap 'deploy/dev/throwaway-postgres.sh stop' EXIT; \
 	$(BIN) bench --duration 20s --rounds 10 --slashing-protection-db-url "$$url" \
 		--import-validators 10000 --import-attestations 1000
 	$(GO) test -run '^$$' -bench . -benchtime 3s ./slashing/sqlite/ ./signer/
+	$(GO) test -run '^$$' -bench 'KeystoreDecryptScaling|KeyringStartup10k' -benchtime 1x -timeout 30m ./keystore/
+	cd keystore/vaulttest && $(GO) test -run '^$$' -bench Startup10k -benchtime 1x -timeout 60m .
 
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
