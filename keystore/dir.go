@@ -2,12 +2,15 @@ package keystore
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 )
 
 // DirSource loads an EIP-2335 keystore directory with Web3Signer's bulk-loading
@@ -24,6 +27,11 @@ import (
 //     whole and its trailing "\n"/"\r" characters are removed; nothing else is
 //     trimmed (EIP-2335 processing then strips any remaining control codes).
 //     Password files are read at every Load, so a reload sees edits.
+//   - Reload cache: a keystore whose file bytes and password are exactly those
+//     of the previous Load is not decrypted again (the slow KDF runs once per
+//     keystore version, not at every reload); the source keeps a private copy
+//     of each secret for this and hands out a fresh key object every Load.
+//     Entries of files that disappeared or changed are zeroed.
 //   - Keystores are decrypted in parallel on Workers goroutines (default
 //     GOMAXPROCS). Note the memory: each standard scrypt keystore (n=2^18, r=8)
 //     needs 256 MiB while it is being decrypted.
@@ -38,6 +46,16 @@ import (
 //     the Load; decrypted secret bytes are zeroed inside Decrypt.
 type DirSource struct {
 	cfg DirConfig
+
+	mu    sync.Mutex
+	cache map[string]dirCacheEntry // by keystore path; replaced as a whole at the end of Load
+}
+
+// dirCacheEntry is the secret of one keystore version: digest covers the file bytes and the
+// password that decrypted them.
+type dirCacheEntry struct {
+	digest [32]byte
+	sk     *SecretKey
 }
 
 // DirConfig configures a DirSource.
@@ -95,11 +113,19 @@ func (s *DirSource) Load(ctx context.Context) (LoadResult, error) {
 		defer zero(shared)
 	}
 
+	s.mu.Lock()
+	defer s.mu.Unlock() // one Load at a time: the cache is rebuilt by each
+	var nmu sync.Mutex
+	next := make(map[string]dirCacheEntry, len(files))
 	jobs := make([]loadJob, 0, len(files))
 	for _, name := range files {
 		path := filepath.Join(s.cfg.KeystoresPath, name)
 		jobs = append(jobs, loadJob{item: path, load: func() (*SecretKey, error) {
-			ks, err := readKeystoreFile(path)
+			data, err := readLimited(path, maxKeystoreSize)
+			if err != nil {
+				return nil, err
+			}
+			ks, err := ParseKeystore(data)
 			if err != nil {
 				return nil, err
 			}
@@ -114,11 +140,52 @@ func (s *DirSource) Load(ctx context.Context) (LoadResult, error) {
 				}
 				defer zero(password)
 			}
+			h := sha256.New()
+			h.Write(data)
+			h.Write([]byte{0})
+			h.Write(password)
+			var digest [32]byte
+			h.Sum(digest[:0])
+			if e, ok := s.cache[path]; ok && e.digest == digest {
+				nmu.Lock()
+				next[path] = e
+				nmu.Unlock()
+				return copySecretKey(e.sk)
+			}
+			dirDecrypts.Add(1)
 			sk, err := ks.Decrypt(password)
-			return sk, withPubkey(ks.PublicKey, err)
+			if err != nil {
+				return nil, withPubkey(ks.PublicKey, err)
+			}
+			keep, err := copySecretKey(sk)
+			if err != nil {
+				sk.Zero()
+				return nil, err
+			}
+			nmu.Lock()
+			next[path] = dirCacheEntry{digest: digest, sk: keep}
+			nmu.Unlock()
+			return sk, nil
 		}})
 	}
-	return runJobs(ctx, s.cfg.Workers, jobs)
+	res, err := runJobs(ctx, s.cfg.Workers, jobs)
+	for path, e := range s.cache {
+		if n, ok := next[path]; !ok || n.sk != e.sk {
+			e.sk.Zero() // file gone or changed
+		}
+	}
+	s.cache = next
+	return res, err
+}
+
+// dirDecrypts counts DirSource keystore decryptions (tests check the reload cache with it).
+var dirDecrypts atomic.Int64
+
+// copySecretKey returns an independent copy of sk (zeroing one never affects the other).
+func copySecretKey(sk *SecretKey) (*SecretKey, error) {
+	b := sk.Bytes()
+	defer zero(b)
+	return NewSecretKey(b)
 }
 
 // readKeystoreFile reads and parses one keystore file (at most 1 MiB).
