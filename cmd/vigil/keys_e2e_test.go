@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -162,6 +163,46 @@ func TestE2EKeysLocalKeyring(t *testing.T) {
 	}
 	if got := v.publicKeys(t); !slices.Contains(got, newPubs[0]) || len(got) != 4 {
 		t.Fatalf("after reload: %v", got)
+	}
+
+	// Reloads under load: requests for keys that stay keep being answered, none is dropped.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var failures []string
+	served := 0
+	for g := range 4 {
+		wg.Go(func() {
+			fd := mainnetFork("DENEB")
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				req := map[string]any{"type": "RANDAO_REVEAL", "fork_info": forkInfoJSON(fd), "randao_reveal": map[string]any{"epoch": dec(fd.Epoch + phase0.Epoch(i))}}
+				r := v.signJSON(t, pubs[1+g%2], req)
+				mu.Lock()
+				served++
+				if r.status != http.StatusOK {
+					failures = append(failures, r.String())
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	for range 5 {
+		t0 := time.Now()
+		if r := do(t, http.MethodPost, v.URL+"/reload", "", nil); r.status != http.StatusAccepted {
+			t.Errorf("POST /reload under load: %s", r)
+			break
+		}
+		waitReload(t, v, t0)
+	}
+	close(stop)
+	wg.Wait()
+	if len(failures) > 0 || served < 20 {
+		t.Fatalf("during reloads %d requests, failures: %v", served, failures)
 	}
 
 	// Hot reload by SIGHUP: a deleted key disappears and is disabled in the slashing database.
