@@ -24,6 +24,7 @@ type Metrics struct {
 	sourceKeys   *prometheus.GaugeVec
 	sourceUp     *prometheus.GaugeVec
 	sourceTook   *prometheus.GaugeVec
+	keyLoads     *prometheus.CounterVec
 }
 
 // NewMetrics registers Vigil's collectors (plus Go and process collectors) on a new registry.
@@ -56,6 +57,10 @@ func NewMetrics(version string, keys func() int) *Metrics {
 			Name: "vigil_key_source_up",
 			Help: "1 when the source's last (re)load read every item, 0 when the source or an item failed.",
 		}, []string{"source"}),
+		keyLoads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vigil_key_loads_total",
+			Help: "Key loads (the one at start and every reload) by outcome: completed, degraded (a source or an item failed), failed (interrupted; nothing changed).",
+		}, []string{"outcome"}),
 		sourceTook: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "vigil_key_source_load_seconds",
 			Help: "Duration of each source's last (re)load.",
@@ -66,13 +71,16 @@ func NewMetrics(version string, keys func() int) *Metrics {
 		ConstLabels: prometheus.Labels{"version": version},
 	})
 	build.Set(1)
-	m.reg.MustRegister(m.signs, m.signDuration, m.httpRequests, m.keyErrors, m.sourceKeys, m.sourceUp, m.sourceTook, build,
+	m.reg.MustRegister(m.signs, m.signDuration, m.httpRequests, m.keyErrors, m.sourceKeys, m.sourceUp, m.sourceTook, m.keyLoads, build,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "vigil_keys_loaded", Help: "Keys available for signing.",
 		}, func() float64 { return float64(keys()) }),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	for _, o := range []signer.ReloadState{signer.ReloadCompleted, signer.ReloadDegraded, signer.ReloadFailed} {
+		m.keyLoads.WithLabelValues(string(o))
+	}
 	for _, t := range signer.Types {
 		for _, o := range []signer.Outcome{signer.OutcomeSigned, signer.OutcomeRefused} {
 			m.signs.WithLabelValues(string(t), string(o)) // expose zeros so alerts can use rate()
@@ -89,6 +97,11 @@ func (m *Metrics) Observe(t signer.Type, outcome signer.Outcome, d time.Duration
 	}
 	m.signs.WithLabelValues(typ, string(outcome)).Inc()
 	m.signDuration.WithLabelValues(typ, string(outcome)).Observe(d.Seconds())
+}
+
+// ObserveKeyLoad implements signer.SourceObserver.
+func (m *Metrics) ObserveKeyLoad(state signer.ReloadState) {
+	m.keyLoads.WithLabelValues(string(state)).Inc()
 }
 
 // ObserveKeySource implements signer.SourceObserver: one source's outcome of the last (re)load.

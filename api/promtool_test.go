@@ -22,6 +22,7 @@ func TestMetricsPassPromtool(t *testing.T) {
 	m.Observe(signer.TypeAttestation, signer.OutcomeSigned, 2*time.Millisecond)
 	m.Observe(signer.TypeBlockV2, signer.OutcomeRefused, time.Millisecond)
 	m.ObserveKeySource(signer.SourceReport{Name: "vault", Loaded: 5, Took: 1500 * time.Millisecond})
+	m.ObserveKeyLoad(signer.ReloadDegraded)
 
 	srv := httptest.NewServer(m.Handler())
 	defer srv.Close()
@@ -39,6 +40,8 @@ func TestMetricsPassPromtool(t *testing.T) {
 		`vigil_key_source_keys{source="vault"} 5`,
 		`vigil_key_source_up{source="vault"} 1`,
 		`vigil_key_source_load_seconds{source="vault"} 1.5`,
+		`vigil_key_loads_total{outcome="degraded"} 1`,
+		`vigil_key_loads_total{outcome="failed"} 0`,
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics output lacks %q", want)

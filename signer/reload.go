@@ -42,9 +42,11 @@ type KeyDisabler interface {
 	SetEnabled(ctx context.Context, pubkey phase0.BLSPubKey, enabled bool) error
 }
 
-// SourceObserver receives each source's outcome after every load (metrics).
+// SourceObserver receives each source's outcome and the load's overall outcome after every load
+// (metrics).
 type SourceObserver interface {
 	ObserveKeySource(r SourceReport)
+	ObserveKeyLoad(state ReloadState)
 }
 
 // LoaderConfig assembles a KeyLoader.
@@ -152,6 +154,9 @@ func (l *KeyLoader) run(ctx context.Context) ReloadStatus {
 		if ctx.Err() != nil {
 			st.State, st.Error, st.Finished = ReloadFailed, fmt.Sprintf("key load interrupted: %v", ctx.Err()), time.Now()
 			l.status.Store(&st)
+			if l.cfg.Observer != nil {
+				l.cfg.Observer.ObserveKeyLoad(st.State)
+			}
 			log.Error("key reload failed: nothing changed", "err", ctx.Err())
 			return st
 		}
@@ -273,6 +278,9 @@ func (l *KeyLoader) run(ctx context.Context) ReloadStatus {
 	}
 	if l.cfg.Publish != nil {
 		l.cfg.Publish(reports)
+	}
+	if l.cfg.Observer != nil {
+		l.cfg.Observer.ObserveKeyLoad(st.State)
 	}
 	l.status.Store(&st)
 	log.Info("keys loaded", "keys", st.Keys, "added", st.Added, "removed", st.Removed, "kept", st.Kept,

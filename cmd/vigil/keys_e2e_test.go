@@ -262,7 +262,7 @@ func TestE2EKeySourceFailure(t *testing.T) {
 		t.Fatalf("healthcheck: %s", hc)
 	}
 	m := do(t, http.MethodGet, v.MetricsURL+"/metrics", "", nil)
-	for _, want := range []string{`vigil_key_source_up{source="local"} 0`, `vigil_key_source_up{source="keystore-dir"} 1`, `vigil_key_source_keys{source="keystore-dir"} 1`} {
+	for _, want := range []string{`vigil_key_loads_total{outcome="degraded"} 1`, `vigil_key_source_up{source="local"} 0`, `vigil_key_source_up{source="keystore-dir"} 1`, `vigil_key_source_keys{source="keystore-dir"} 1`} {
 		if !strings.Contains(string(m.body), want) {
 			t.Errorf("metrics lack %s", want)
 		}
