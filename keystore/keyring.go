@@ -303,7 +303,7 @@ func (k *Keyring) Load(ctx context.Context) (LoadResult, error) {
 		jobs = append(jobs, loadJob{item: path, load: func() (*SecretKey, error) {
 			pub, err := ParsePublicKey(strings.TrimSuffix(n, filepath.Ext(n)))
 			if err != nil {
-				return nil, fmt.Errorf("%w: file name is not 0x<public key>%s", ErrMalformed, keyringExt)
+				return nil, fmt.Errorf("%w (%w): file name is not 0x<public key>%s", ErrMalformed, ErrStrayItem, keyringExt)
 			}
 			sk, err := k.decryptFile(path, pub)
 			return sk, withPubkey(&pub, err)

@@ -61,6 +61,10 @@ var (
 	ErrMalformed = errors.New("malformed key file")
 	// ErrPubkeyMismatch: the decrypted secret does not belong to the declared public key.
 	ErrPubkeyMismatch = errors.New("secret key does not match declared public key")
+	// ErrStrayItem: the item is not a key of the source at all (a file or secret whose name is not
+	// a public key). It is reported, but it can never stand for a loaded key, so a reload does not
+	// hold back removals because of it.
+	ErrStrayItem = errors.New("not a key of this source")
 	// ErrDuplicate: a Store already holds a key with this public key (it is left unchanged).
 	ErrDuplicate = errors.New("key already stored")
 	// ErrNotFound: a Store holds no key with this public key.

@@ -94,7 +94,7 @@ feed:
 			pub := o.sk.PublicKey()
 			if first, dup := seen[pub]; dup {
 				o.sk.Zero()
-				res.Errors = append(res.Errors, LoadError{Item: item, Err: fmt.Errorf("duplicate public key %s (already loaded from %s)", pub, first)})
+				res.Errors = append(res.Errors, LoadError{Item: item, Pubkey: pub, Err: fmt.Errorf("duplicate public key %s (already loaded from %s)", pub, first)})
 				continue
 			}
 			seen[pub] = item

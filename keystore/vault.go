@@ -451,9 +451,9 @@ func (s *VaultStore) list(ctx context.Context) ([]vaultEntry, error) {
 		}
 		switch {
 		case err != nil:
-			e.err = fmt.Errorf("%w: secret name is not a 0x-prefixed BLS public key (Vigil reads only secrets named 0x<96 hex digits> under %s/%s)", ErrMalformed, s.cfg.Mount, s.cfg.Prefix)
+			e.err = fmt.Errorf("%w (%w): secret name is not a 0x-prefixed BLS public key (Vigil reads only secrets named 0x<96 hex digits> under %s/%s)", ErrMalformed, ErrStrayItem, s.cfg.Mount, s.cfg.Prefix)
 		case pub.String() != n:
-			e.err = fmt.Errorf("%w: secret name is not in lowercase hex (want %s)", ErrMalformed, pub)
+			e.err = fmt.Errorf("%w (%w): secret name is not in lowercase hex (want %s)", ErrMalformed, ErrStrayItem, pub)
 		default:
 			e.pub = pub
 		}
@@ -579,12 +579,11 @@ feed:
 		e := entries[i]
 		switch {
 		case o.skip:
+		case errors.Is(o.err, errVaultVersionDeleted):
+			// `vault kv delete` (current version soft-deleted or destroyed): the operator deleted
+			// the key, so it is absent, exactly like a secret whose metadata is gone.
 		case o.err != nil:
-			le := LoadError{Item: s.item(e.name), Pubkey: e.pub, Err: o.err}
-			if errors.Is(o.err, errVaultVersionDeleted) {
-				le.Pubkey = PublicKey{} // deleted on purpose: a reload must not keep the old key
-			}
-			res.Errors = append(res.Errors, le)
+			res.Errors = append(res.Errors, LoadError{Item: s.item(e.name), Pubkey: e.pub, Err: o.err})
 		default:
 			res.Keys = append(res.Keys, NewLocalKey(o.sk))
 		}

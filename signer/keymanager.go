@@ -208,6 +208,17 @@ func (m *ManagedKeys) remember(pk keystore.PublicKey, e managedKey) {
 	m.mu.Unlock()
 }
 
+// current returns the keys the keymanager holds now.
+func (m *ManagedKeys) current() map[keystore.PublicKey]keystore.Key {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[keystore.PublicKey]keystore.Key, len(m.entries))
+	for pk, e := range m.entries {
+		out[pk] = e.key
+	}
+	return out
+}
+
 func (m *ManagedKeys) forget(pk keystore.PublicKey) {
 	m.mu.Lock()
 	delete(m.entries, pk)

@@ -11,14 +11,20 @@ package signer
 //   - A reload never loses a key because its source misbehaved: a source that fails as a whole
 //     keeps all the keys it gave before; an item that fails keeps its previous key when the error
 //     names the public key; an item failing without naming one holds back every removal from that
-//     source for this reload. Only a key that a healthy source no longer lists is removed.
+//     source for this reload (a stray item, keystore.ErrStrayItem, does not: it never held a key);
+//     a source that suddenly lists no key at all (an unmounted volume, a wrong path) keeps its
+//     keys and is reported as failed. Only a key that a healthy source no longer lists is removed.
 //   - A removed key leaves the KeySet first (no new signature here), then is disabled in the
 //     slashing database (refused by every instance sharing it). A disable that fails is retried
 //     at every later reload until it succeeds. A disabled key that reappears is not re-enabled:
 //     only a keymanager import, which carries the key's slashing history, does that.
-//   - Keys that did not come from these sources (keymanager imports) are kept as they are. On a
-//     public key given by both, the operator's source wins, as at startup.
-//   - Reload takes the KeyManager's lock, so a keymanager import or delete never interleaves.
+//   - The keymanager's own keys (ManagedKeys: its directory, loaded by the first load and again
+//     only while that load failed as a whole, plus its imports) are kept as the keymanager holds
+//     them. On a public key given by both, the operator's source wins, as at startup; when the
+//     operator's copy goes away, the keymanager's copy takes its place and nothing is disabled.
+//   - Reload holds the KeyManager's lock from the swap through the slashing-database disables, so
+//     a keymanager import or delete never interleaves (an import's enable cannot be overtaken by
+//     a reload's disable of the same key).
 
 import (
 	"context"
@@ -52,9 +58,8 @@ type SourceObserver interface {
 // LoaderConfig assembles a KeyLoader.
 type LoaderConfig struct {
 	Sources []keystore.Source // in priority order: on a duplicate public key the first wins
-	// Fixed sources are loaded once, by the first Load, after Sources (the keymanager's own
-	// directory, which changes only through the keymanager); reloads keep their keys.
-	Fixed    []keystore.Source
+	// Managed is the keymanager's key directory (nil: none), after Sources in priority.
+	Managed  *ManagedKeys
 	Keys     *KeySet
 	Disabler KeyDisabler    // nil: removed keys are not disabled (tests)
 	Lock     sync.Locker    // taken around the swap (the KeyManager's); nil: none
@@ -62,6 +67,8 @@ type LoaderConfig struct {
 	Logger   *slog.Logger
 	// Publish receives the source reports after every load (the Signer's SetSourceReports).
 	Publish func([]SourceReport)
+	// Context is the parent of background reloads (Start); cancel it at shutdown. Nil: none.
+	Context context.Context
 }
 
 // ReloadState is where the last reload stands.
@@ -99,13 +106,16 @@ type KeyLoader struct {
 	// Owned by the goroutine holding running.
 	prev           []map[keystore.PublicKey]keystore.Key // per source, the keys of the last load
 	pendingDisable map[keystore.PublicKey]bool
-	fixedReports   []SourceReport // nil until the first load
+	managedReport  *SourceReport // nil until the keymanager directory was loaded
 }
 
 // NewKeyLoader returns a loader; nothing is loaded until Load.
 func NewKeyLoader(cfg LoaderConfig) *KeyLoader {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Context == nil {
+		cfg.Context = context.Background()
 	}
 	l := &KeyLoader{cfg: cfg, prev: make([]map[keystore.PublicKey]keystore.Key, len(cfg.Sources)), pendingDisable: map[keystore.PublicKey]bool{}}
 	l.status.Store(&ReloadStatus{State: ReloadIdle})
@@ -123,7 +133,7 @@ func (l *KeyLoader) Start(timeout time.Duration) error {
 	}
 	l.status.Store(&ReloadStatus{State: ReloadRunning, Started: time.Now()})
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		ctx, cancel := context.WithTimeout(l.cfg.Context, timeout)
 		defer cancel()
 		l.run(ctx)
 	}()
@@ -172,25 +182,19 @@ func (l *KeyLoader) run(ctx context.Context) ReloadStatus {
 		}
 	}
 
-	var fixed []map[keystore.PublicKey]keystore.Key
-	if l.fixedReports == nil {
-		l.fixedReports = []SourceReport{}
-		for _, src := range l.cfg.Fixed {
-			t0 := time.Now()
-			res, err := src.Load(ctx)
-			keys, rep := merge(src.Name(), nil, res, err)
-			rep.Took = time.Since(t0)
-			for _, e := range rep.Errors {
-				log.Error("key not loaded", "source", src.Name(), "item", e.Item, "err", e.Err)
-			}
-			if rep.Err != nil {
-				log.Error("key source failed", "source", src.Name(), "err", rep.Err)
-			}
-			fixed = append(fixed, keys)
-			l.fixedReports = append(l.fixedReports, rep)
+	if m := l.cfg.Managed; m != nil && (l.managedReport == nil || l.managedReport.Err != nil) {
+		t0 := time.Now()
+		res, err := m.Load(ctx)
+		_, rep := merge(m.Name(), nil, res, err)
+		rep.Took = time.Since(t0)
+		for _, e := range rep.Errors {
+			log.Error("key not loaded", "source", m.Name(), "item", e.Item, "err", e.Err)
 		}
+		if rep.Err != nil {
+			log.Error("key source failed", "source", m.Name(), "err", rep.Err)
+		}
+		l.managedReport = &rep
 	}
-	reports = append(reports, l.fixedReports...)
 
 	ours := map[keystore.Key]bool{} // key objects the sources gave before: everything else is kept
 	for _, m := range l.prev {
@@ -203,6 +207,13 @@ func (l *KeyLoader) run(ctx context.Context) ReloadStatus {
 		l.cfg.Lock.Lock()
 	}
 	current := *l.cfg.Keys.m.Load()
+	var managed map[keystore.PublicKey]keystore.Key // read under the lock: a delete can't slip in
+	if l.cfg.Managed != nil {
+		managed = l.cfg.Managed.current()
+		rep := *l.managedReport
+		rep.Loaded = len(managed)
+		reports = append(reports, rep)
+	}
 	set := make(map[keystore.PublicKey]keystore.Key, len(current))
 	for _, m := range next {
 		for pk, k := range m {
@@ -211,11 +222,9 @@ func (l *KeyLoader) run(ctx context.Context) ReloadStatus {
 			}
 		}
 	}
-	for _, m := range fixed {
-		for pk, k := range m {
-			if _, dup := set[pk]; !dup {
-				set[pk] = k
-			}
+	for pk, k := range managed {
+		if _, dup := set[pk]; !dup {
+			set[pk] = k
 		}
 	}
 	for pk, k := range current {
@@ -236,9 +245,6 @@ func (l *KeyLoader) run(ctx context.Context) ReloadStatus {
 		}
 	}
 	l.cfg.Keys.m.Store(&set)
-	if l.cfg.Lock != nil {
-		l.cfg.Lock.Unlock()
-	}
 	l.prev = next
 	st.Removed, st.Keys = len(removed), len(set)
 
@@ -262,6 +268,9 @@ func (l *KeyLoader) run(ctx context.Context) ReloadStatus {
 		}
 	} else {
 		clear(l.pendingDisable)
+	}
+	if l.cfg.Lock != nil {
+		l.cfg.Lock.Unlock()
 	}
 
 	st.Sources, st.Finished, st.State = reports, time.Now(), ReloadCompleted
@@ -306,7 +315,18 @@ func merge(name string, prev map[keystore.PublicKey]keystore.Key, res keystore.L
 	}
 	rep.Errors = res.Errors
 	holdAll := false
+	if len(res.Keys) == 0 && len(res.Errors) == 0 && len(prev) > 0 {
+		for pk, k := range prev {
+			out[pk] = k
+		}
+		rep.Err = fmt.Errorf("the source lists no key at all (it gave %d before): keeping them; an empty source looks like an unmounted volume or a wrong path, so remove keys from it one at a time, or restart without it", len(prev))
+		rep.Loaded, rep.Kept = len(out), len(out)
+		return out, rep
+	}
 	for _, e := range res.Errors {
+		if errors.Is(e.Err, keystore.ErrStrayItem) {
+			continue // never held a key
+		}
 		if e.Pubkey == (keystore.PublicKey{}) {
 			holdAll = true
 			continue

@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -211,31 +213,91 @@ func TestReloadRetriesFailedDisable(t *testing.T) {
 	}
 }
 
-func TestReloadKeepsKeymanagerKeysAndFixedSources(t *testing.T) {
-	a, b, m, imported := testKey(t, 1), testKey(t, 2), testKey(t, 3), testKey(t, 4)
+func TestReloadKeymanagerKeys(t *testing.T) {
+	a, b, m := testKey(t, 1), testKey(t, 2), testKey(t, 3)
+	aManaged := &wrappedKey{a} // the keymanager's own copy of a
 	src := &fakeSource{name: "dir"}
 	src.set([]keystore.Key{a}, nil, nil)
-	managed := &fakeSource{name: "keymanager"}
-	managed.set([]keystore.Key{m, a}, nil, nil) // a in both: the operator's source wins
+	managed := NewManagedKeys(t.TempDir(), 1)
 	set := NewKeySet(nil)
+	dis := &fakeDisabler{}
 	var lock sync.Mutex
-	l := NewKeyLoader(LoaderConfig{Sources: []keystore.Source{src}, Fixed: []keystore.Source{managed}, Keys: set, Lock: &lock})
+	l := NewKeyLoader(LoaderConfig{Sources: []keystore.Source{src}, Managed: managed, Keys: set, Lock: &lock, Disabler: dis})
 	mustLoad(t, l)
-	ka, _ := set.Get(a.PublicKey())
-	if !has(set, a, m) || ka.(*wrappedKey).Key != a {
-		t.Fatal("first load: fixed source keys missing")
-	}
-	set.add([]keystore.Key{imported}) // a keymanager import after start
+	// Imports after start (what KeyManager.Import does under the lock).
+	managed.remember(m.PublicKey(), managedKey{key: m})
+	managed.remember(a.PublicKey(), managedKey{key: aManaged})
+	set.add([]keystore.Key{m})
+
 	src.set([]keystore.Key{a, b}, nil, nil)
 	st := mustLoad(t, l)
-	if !has(set, a, b, m, imported) || st.Removed != 0 || set.Len() != 4 {
+	if !has(set, a, b, m) || st.Removed != 0 || set.Len() != 3 {
 		t.Fatalf("reload dropped keymanager keys: %+v %v", st, set.PublicKeys())
 	}
-	if managed.loads != 1 {
-		t.Fatalf("fixed source loaded %d times; want once", managed.loads)
+	if k, _ := set.Get(a.PublicKey()); k == aManaged {
+		t.Fatal("the keymanager's copy won over the operator's source")
 	}
-	if len(st.Sources) != 2 || st.Sources[1].Name != "keymanager" {
-		t.Fatalf("fixed source report missing: %+v", st.Sources)
+	if len(st.Sources) != 2 || st.Sources[1].Name != "keymanager" || st.Sources[1].Loaded != 2 {
+		t.Fatalf("keymanager report: %+v", st.Sources)
+	}
+
+	// A keymanager delete is not undone by a reload.
+	managed.forget(m.PublicKey())
+	set.removeIf(map[keystore.PublicKey]keystore.Key{m.PublicKey(): m})
+	mustLoad(t, l)
+	if has(set, m) {
+		t.Fatal("a reload brought back a key the keymanager deleted")
+	}
+
+	// The operator's copy of a goes: the keymanager's copy takes over, nothing is disabled.
+	src.set([]keystore.Key{b}, nil, nil)
+	st = mustLoad(t, l)
+	if k, _ := set.Get(a.PublicKey()); k != aManaged || st.Removed != 0 || dis.isDisabled(a.PublicKey()) {
+		t.Fatalf("operator copy removed: active %v, %+v, disabled %v", k, st, dis.isDisabled(a.PublicKey()))
+	}
+}
+
+// A keymanager directory that fails as a whole at start is retried at every reload until it loads.
+func TestReloadRetriesFailedKeymanagerDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "km")
+	if err := os.WriteFile(dir, []byte("not a directory"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l := NewKeyLoader(LoaderConfig{Managed: NewManagedKeys(dir, 1), Keys: NewKeySet(nil)})
+	if st := mustLoad(t, l); st.State != ReloadDegraded || st.Sources[0].Err == nil {
+		t.Fatalf("first load: %+v", st)
+	}
+	if st := mustLoad(t, l); st.Sources[0].Err == nil {
+		t.Fatalf("still broken: %+v", st)
+	}
+	if err := os.Remove(dir); err != nil {
+		t.Fatal(err)
+	}
+	if st := mustLoad(t, l); st.State != ReloadCompleted || st.Sources[0].Err != nil {
+		t.Fatalf("after the fix: %+v", st)
+	}
+}
+
+// A source that suddenly lists nothing (an unmounted volume) keeps its keys; stray items don't
+// hold back removals.
+func TestReloadEmptySourceAndStrayItems(t *testing.T) {
+	a, b := testKey(t, 1), testKey(t, 2)
+	src := &fakeSource{name: "dir"}
+	src.set([]keystore.Key{a, b}, nil, nil)
+	set := NewKeySet(nil)
+	dis := &fakeDisabler{}
+	l := NewKeyLoader(LoaderConfig{Sources: []keystore.Source{src}, Keys: set, Disabler: dis})
+	mustLoad(t, l)
+	src.set(nil, nil, nil)
+	st := mustLoad(t, l)
+	if st.State != ReloadDegraded || st.Removed != 0 || !has(set, a, b) || st.Sources[0].Err == nil || dis.isDisabled(a.PublicKey()) {
+		t.Fatalf("empty source: %+v", st)
+	}
+	stray := keystore.LoadError{Item: "backup.key", Err: fmt.Errorf("%w: bad name", keystore.ErrStrayItem)}
+	src.set([]keystore.Key{b}, []keystore.LoadError{stray}, nil)
+	st = mustLoad(t, l)
+	if st.Removed != 1 || has(set, a) || !dis.isDisabled(a.PublicKey()) {
+		t.Fatalf("a stray item held back a removal: %+v", st)
 	}
 }
 

@@ -327,6 +327,9 @@ func keysList(ctx context.Context, args []string, getenv func(string) string, st
 		var rows []row
 		for _, k := range res.Keys {
 			rows = append(rows, row{k.PublicKey().String(), "ok"})
+			if lk, ok := k.(*keystore.LocalKey); ok {
+				lk.Zero() // listed, not used
+			}
 		}
 		for _, e := range res.Errors {
 			pub := "-"
@@ -410,6 +413,7 @@ func keysGenerate(args []string, getenv func(string) string, stdout io.Writer) e
 	pwFile := fs.String("password-file", "", "password of the keystores; created with a random password if missing (default <out>/password.txt)")
 	interop := fs.Bool("interop", false, "the public interop keys of test networks instead of keys from a fresh random seed")
 	kdf := fs.String("kdf", "scrypt", "scrypt (EIP-2335 standard), pbkdf2 (standard) or dev (cheap pbkdf2; test networks only)")
+	seedFile := fs.String("seed-file", "", "also write the random EIP-2333 seed (hex, mode 0600) here, to derive the keys again later; keep it away from the keystores")
 	if err := parseKeysFlags(fs, args, getenv, stdout, "Usage: vigil keys generate --count N --out DIR [flags]"); err != nil {
 		return err
 	}
@@ -437,8 +441,7 @@ func keysGenerate(args []string, getenv func(string) string, stdout io.Writer) e
 			return err
 		}
 		for i, pk := range pubs {
-			fmt.Fprintf(stdout, "%s\t%s\n", pk, filepath.Join(*out, pk.String()+".json"))
-			_ = i
+			fmt.Fprintf(stdout, "%s\tinterop:%d\t%s\n", pk, indices[i], filepath.Join(*out, pk.String()+".json"))
 		}
 		fmt.Fprintf(stdout, "%d interop keystores (public test keys) in %s, password in %s\n", len(pubs), *out, *pwFile)
 		return nil
@@ -453,12 +456,13 @@ func keysGenerate(args []string, getenv func(string) string, stdout io.Writer) e
 		return err
 	}
 	defer clear(seed)
-	seedFile := filepath.Join(*out, "seed.hex")
-	if exists(seedFile) {
-		return fmt.Errorf("%s exists: generate into a new directory", seedFile)
-	}
-	if err := keystore.WriteFileAtomic(seedFile, []byte(hex.EncodeToString(seed)+"\n")); err != nil {
-		return err
+	if *seedFile != "" {
+		if exists(*seedFile) {
+			return fmt.Errorf("--seed-file %s exists: refusing to overwrite a seed", *seedFile)
+		}
+		if err := keystore.WriteFileAtomic(*seedFile, []byte(hex.EncodeToString(seed)+"\n")); err != nil {
+			return err
+		}
 	}
 	for _, i := range indices {
 		path := fmt.Sprintf("m/12381/3600/%d/0/0", i)
@@ -477,7 +481,10 @@ func keysGenerate(args []string, getenv func(string) string, stdout io.Writer) e
 		}
 		fmt.Fprintf(stdout, "%s\t%s\t%s\n", sk.PublicKey(), path, file)
 	}
-	fmt.Fprintf(stdout, "%d keystores in %s, password in %s, EIP-2333 seed in %s (keep it offline or delete it)\n", *count, *out, *pwFile, seedFile)
+	fmt.Fprintf(stdout, "%d keystores in %s, password in %s\n", *count, *out, *pwFile)
+	if *seedFile != "" {
+		fmt.Fprintf(stdout, "EIP-2333 seed in %s: keep it offline\n", *seedFile)
+	}
 	return nil
 }
 

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -13,7 +15,16 @@ import (
 	"time"
 
 	"github.com/attestantio/go-eth2-client/spec/phase0"
+
+	"github.com/vigil-signer/vigil/keystore"
 )
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
 
 func mustCLI(t *testing.T, args ...string) string {
 	t.Helper()
@@ -86,14 +97,26 @@ func TestE2EKeysLocalKeyring(t *testing.T) {
 	}
 	store := []string{"--data-dir", dataDir, "--keyring-password-file", krPw}
 
-	out := mustCLI(t, "keys", "generate", "--count", "3", "--out", ksDir, "--kdf", "dev")
+	seedFile := filepath.Join(work, "seed.hex")
+	out := mustCLI(t, "keys", "generate", "--count", "3", "--out", ksDir, "--kdf", "dev", "--seed-file", seedFile)
 	pubs := generated(out)
 	if len(pubs) != 3 {
 		t.Fatalf("generate printed %d keys:\n%s", len(pubs), out)
 	}
-	for _, f := range []string{"password.txt", "seed.hex"} {
-		if fi, err := os.Stat(filepath.Join(ksDir, f)); err != nil || fi.Mode().Perm() != 0o600 {
+	for _, f := range []string{filepath.Join(ksDir, "password.txt"), seedFile} {
+		if fi, err := os.Stat(f); err != nil || fi.Mode().Perm() != 0o600 {
 			t.Fatalf("%s: %v", f, err)
+		}
+	}
+	// The keys derive from the seed at m/12381/3600/i/0/0.
+	seed, err := hex.DecodeString(strings.TrimSpace(string(must(os.ReadFile(seedFile)))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, pk := range pubs {
+		sk, err := keystore.DeriveSecretKey(seed, fmt.Sprintf("m/12381/3600/%d/0/0", i))
+		if err != nil || sk.PublicKey().String() != pk {
+			t.Fatalf("key %d is not the seed's m/12381/3600/%d/0/0", i, i)
 		}
 	}
 	pwFile := filepath.Join(ksDir, "password.txt")
@@ -272,5 +295,35 @@ func TestE2EKeySourceFailure(t *testing.T) {
 	code, out, errs := runCLI(t, append([]string{"serve", "--http-listen-port", "0", "--metrics-enabled=false", "--require-all-keys"}, args...)...)
 	if code != 1 || !strings.Contains(errs, "--require-all-keys") || !strings.Contains(errs, "source local") {
 		t.Fatalf("--require-all-keys with a failing source: exit %d\n%s\n%s", code, out, errs)
+	}
+}
+
+// TestE2EKeyringCreatedWhileServing: a signer started with a keyring password but no keyring yet
+// is healthy with no keys from it, and picks the keyring up at the first reload after an import.
+func TestE2EKeyringCreatedWhileServing(t *testing.T) {
+	work := t.TempDir()
+	dataDir := filepath.Join(work, "data")
+	krPw := filepath.Join(work, "kr.txt")
+	os.WriteFile(krPw, []byte("pw"), 0o600)
+	v := start(t, "--network", "mainnet", "--data-dir", dataDir, "--keyring-password-file", krPw)
+	if hc := do(t, http.MethodGet, v.URL+"/healthcheck", "", nil); hc.status != http.StatusOK || len(v.publicKeys(t)) != 0 {
+		t.Fatalf("no keyring yet: %s", hc)
+	}
+	ks := filepath.Join(work, "ks")
+	pubs := generated(mustCLI(t, "keys", "generate", "--count", "2", "--out", ks, "--kdf", "dev"))
+	if len(pubs) != 2 {
+		t.Fatalf("generated %v", pubs)
+	}
+	mustCLI(t, "keys", "import", "--to", "local", "--keystores", ks, "--password-file", filepath.Join(ks, "password.txt"), "--data-dir", dataDir, "--keyring-password-file", krPw)
+	t0 := time.Now()
+	if r := do(t, http.MethodPost, v.URL+"/reload", "", nil); r.status != http.StatusAccepted {
+		t.Fatalf("POST /reload: %s", r)
+	}
+	if st := waitReload(t, v, t0); st["status"] != "completed" || st["added"].(float64) != 2 {
+		t.Fatalf("reload: %v", st)
+	}
+	slices.Sort(pubs)
+	if got := v.publicKeys(t); !slices.Equal(got, pubs) {
+		t.Fatalf("keys %v; want %v", got, pubs)
 	}
 }

@@ -132,10 +132,12 @@ func (f *keyStoreFlags) openKeyStore(ctx context.Context, kind string, create bo
 
 // serveSources returns the configured key stores as key sources for `vigil serve`, each opened
 // lazily (a store that cannot be opened at start is reported and retried at every reload, not
-// fatal). The keyring is a source when --keyring-path is set or <data-dir>/keyring exists.
+// fatal). The keyring is a source when --keyring-path or a keyring password is given, or when
+// <data-dir>/keyring exists.
 func (f *keyStoreFlags) serveSources(getenv func(string) string) []keystore.Source {
 	var out []keystore.Source
-	if f.keyringPath != "" || exists(filepath.Join(f.keyringDir(), "keyring.json")) {
+	if f.keyringPath != "" || f.keyringPasswordFile != "" || getenv(envKeyringPassword) != "" ||
+		exists(filepath.Join(f.keyringDir(), "keyring.json")) {
 		out = append(out, f.lazy("local", getenv))
 	}
 	if f.vaultAddr != "" {
@@ -159,13 +161,17 @@ func (f *keyStoreFlags) lazy(kind string, getenv func(string) string) *lazySourc
 }
 
 // lazySource opens its store at the first Load and again at every Load until opening succeeds.
+// For the local keyring, "no keyring yet" is an empty, healthy source until keyring.json first
+// appears (keys imported while serve runs are picked up by the next reload); once opened, the
+// store stays open, so a keyring that disappears later is a failing source whose keys are kept.
 type lazySource struct {
 	name string
 	open func(ctx context.Context) (keystore.Store, func(), error)
 
-	mu    sync.Mutex
-	store keystore.Store
-	close func()
+	mu     sync.Mutex
+	store  keystore.Store
+	close  func()
+	closed bool
 }
 
 func (s *lazySource) Name() string { return s.name }
@@ -173,8 +179,14 @@ func (s *lazySource) Name() string { return s.name }
 func (s *lazySource) Load(ctx context.Context) (keystore.LoadResult, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return keystore.LoadResult{}, errors.New("key source closed (shutting down)")
+	}
 	if s.store == nil {
 		st, closeFn, err := s.open(ctx)
+		if errors.Is(err, keystore.ErrNoKeyring) {
+			return keystore.LoadResult{}, nil
+		}
 		if err != nil {
 			return keystore.LoadResult{}, err
 		}
@@ -183,11 +195,12 @@ func (s *lazySource) Load(ctx context.Context) (keystore.LoadResult, error) {
 	return s.store.Load(ctx)
 }
 
-// Close closes the store if it was opened.
+// Close closes the store if it was opened; later Loads fail.
 func (s *lazySource) Close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.close != nil {
 		s.close()
 	}
+	s.store, s.close, s.closed = nil, nil, true
 }

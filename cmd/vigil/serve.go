@@ -137,6 +137,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if c.maxBodyBytes < 1024 {
 		return usagef("--http-max-body-bytes must be at least 1024")
 	}
+	if c.reloadTimeout <= 0 || c.sourceRetry < 0 {
+		return usagef("--reload-timeout must be positive and --key-source-retry-interval not negative")
+	}
+	// SIGHUP means "reload keys" from the start: registered before the (possibly long) first key
+	// load so that an early one never kills the process; it stays registered until exit, and a
+	// SIGHUP before the listener is up is simply ignored.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
 
 	network, err := signer.LoadNetwork(c.network)
 	if err != nil {
@@ -181,11 +189,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
-	var fixed []keystore.Source
-	if managed != nil {
-		fixed = append(fixed, managed)
-	}
-	if len(sources)+len(fixed) == 0 {
+	if len(sources) == 0 && managed == nil {
 		log.Warn("no key source configured: the signer will answer 404 to every sign request (use --keystores-path, --key-config-path, --keyring-path, --vault-address, --hsm-module, --key-manager-api-enabled or --dev)")
 	}
 
@@ -223,8 +227,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
-	loaderCfg := signer.LoaderConfig{Sources: sources, Fixed: fixed, Keys: keySet, Disabler: store,
-		Observer: metrics, Logger: log, Publish: sg.SetSourceReports}
+	loaderCfg := signer.LoaderConfig{Sources: sources, Managed: managed, Keys: keySet, Disabler: store,
+		Observer: metrics, Logger: log, Publish: sg.SetSourceReports, Context: ctx}
 	if km != nil {
 		loaderCfg.Lock = km.Locker()
 	}
@@ -240,7 +244,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return fmt.Errorf("--require-all-keys: %s", describeFailures(st))
 	}
 	apiOpts.Reloader, apiOpts.ReloadTimeout = loader, c.reloadTimeout
-	go reloadTriggers(ctx, loader, c.reloadTimeout, c.sourceRetry, log)
+	go reloadTriggers(ctx, hup, loader, c.reloadTimeout, c.sourceRetry, log)
 	handler := api.Handler(apiOpts)
 	ln, err := listen(c.host, c.port)
 	if err != nil {
@@ -368,10 +372,7 @@ func describeFailures(st signer.ReloadStatus) string {
 
 // reloadTriggers reloads the keys on SIGHUP and, every retry interval, while a key source is
 // unreachable as a whole (an item error, such as a bad file, waits for the operator).
-func reloadTriggers(ctx context.Context, loader *signer.KeyLoader, timeout, retry time.Duration, log *slog.Logger) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+func reloadTriggers(ctx context.Context, hup <-chan os.Signal, loader *signer.KeyLoader, timeout, retry time.Duration, log *slog.Logger) {
 	var tick <-chan time.Time
 	if retry > 0 {
 		t := time.NewTicker(retry)
