@@ -2,7 +2,6 @@ package keystore
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
@@ -10,7 +9,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 )
 
 // DirSource loads an EIP-2335 keystore directory with Web3Signer's bulk-loading
@@ -47,15 +45,8 @@ import (
 type DirSource struct {
 	cfg DirConfig
 
-	mu    sync.Mutex
-	cache map[string]dirCacheEntry // by keystore path; replaced as a whole at the end of Load
-}
-
-// dirCacheEntry is the secret of one keystore version: digest covers the file bytes and the
-// password that decrypted them.
-type dirCacheEntry struct {
-	digest [32]byte
-	sk     *SecretKey
+	mu    sync.Mutex // one Load at a time (the cache is rebuilt by each)
+	cache decryptCache
 }
 
 // DirConfig configures a DirSource.
@@ -114,9 +105,9 @@ func (s *DirSource) Load(ctx context.Context) (LoadResult, error) {
 	}
 
 	s.mu.Lock()
-	defer s.mu.Unlock() // one Load at a time: the cache is rebuilt by each
-	var nmu sync.Mutex
-	next := make(map[string]dirCacheEntry, len(files))
+	defer s.mu.Unlock()
+	s.cache.begin()
+	defer s.cache.end()
 	jobs := make([]loadJob, 0, len(files))
 	for _, name := range files {
 		path := filepath.Join(s.cfg.KeystoresPath, name)
@@ -140,52 +131,11 @@ func (s *DirSource) Load(ctx context.Context) (LoadResult, error) {
 				}
 				defer zero(password)
 			}
-			h := sha256.New()
-			h.Write(data)
-			h.Write([]byte{0})
-			h.Write(password)
-			var digest [32]byte
-			h.Sum(digest[:0])
-			if e, ok := s.cache[path]; ok && e.digest == digest {
-				nmu.Lock()
-				next[path] = e
-				nmu.Unlock()
-				return copySecretKey(e.sk)
-			}
-			dirDecrypts.Add(1)
-			sk, err := ks.Decrypt(password)
-			if err != nil {
-				return nil, withPubkey(ks.PublicKey, err)
-			}
-			keep, err := copySecretKey(sk)
-			if err != nil {
-				sk.Zero()
-				return nil, err
-			}
-			nmu.Lock()
-			next[path] = dirCacheEntry{digest: digest, sk: keep}
-			nmu.Unlock()
-			return sk, nil
+			sk, err := s.cache.decrypt(path, data, password, ks)
+			return sk, withPubkey(ks.PublicKey, err)
 		}})
 	}
-	res, err := runJobs(ctx, s.cfg.Workers, jobs)
-	for path, e := range s.cache {
-		if n, ok := next[path]; !ok || n.sk != e.sk {
-			e.sk.Zero() // file gone or changed
-		}
-	}
-	s.cache = next
-	return res, err
-}
-
-// dirDecrypts counts DirSource keystore decryptions (tests check the reload cache with it).
-var dirDecrypts atomic.Int64
-
-// copySecretKey returns an independent copy of sk (zeroing one never affects the other).
-func copySecretKey(sk *SecretKey) (*SecretKey, error) {
-	b := sk.Bytes()
-	defer zero(b)
-	return NewSecretKey(b)
+	return runJobs(ctx, s.cfg.Workers, jobs)
 }
 
 // readKeystoreFile reads and parses one keystore file (at most 1 MiB).

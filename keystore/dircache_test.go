@@ -22,12 +22,12 @@ func TestDirSourceReloadCache(t *testing.T) {
 	}
 	load := func(wantKeys int, wantDecrypts int64) LoadResult {
 		t.Helper()
-		before := dirDecrypts.Load()
+		before := keystoreDecrypts.Load()
 		res, err := src.Load(context.Background())
 		if err != nil || len(res.Keys) != wantKeys {
 			t.Fatalf("load: %d keys, %v, %v; want %d", len(res.Keys), res.Errors, err, wantKeys)
 		}
-		if got := dirDecrypts.Load() - before; got != wantDecrypts {
+		if got := keystoreDecrypts.Load() - before; got != wantDecrypts {
 			t.Fatalf("load decrypted %d keystores; want %d", got, wantDecrypts)
 		}
 		return res
@@ -65,5 +65,32 @@ func TestDirSourceReloadCache(t *testing.T) {
 	bad, err := src.Load(context.Background())
 	if err != nil || len(bad.Keys) != 0 || len(bad.Errors) != 2 {
 		t.Fatalf("wrong password after reload: %d keys, %d errors, %v", len(bad.Keys), len(bad.Errors), err)
+	}
+}
+
+// Key config file-keystore documents use the same reload cache.
+func TestConfigSourceReloadCache(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := WriteInteropKeystores(filepath.Join(dir, "ks"), filepath.Join(dir, "pw.txt"), []uint64{3, 4}, DevKDF()); err != nil {
+		t.Fatal(err)
+	}
+	var yaml string
+	for _, i := range []uint64{3, 4} {
+		yaml += "---\ntype: file-keystore\nkeystoreFile: ks/" + interopKey(t, i).PublicKey().String() + ".json\nkeystorePasswordFile: pw.txt\n"
+	}
+	writeFile(t, filepath.Join(dir, "keys.yaml"), []byte(yaml))
+	src, err := NewConfigSource(KeyConfig{Path: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round, want := range []int64{2, 0} {
+		before := keystoreDecrypts.Load()
+		res, err := src.Load(context.Background())
+		if err != nil || len(res.Keys) != 2 || len(res.Errors) != 0 {
+			t.Fatalf("round %d: %d keys, %v, %v", round, len(res.Keys), res.Errors, err)
+		}
+		if got := keystoreDecrypts.Load() - before; got != want {
+			t.Fatalf("round %d decrypted %d keystores; want %d", round, got, want)
+		}
 	}
 }

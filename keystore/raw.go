@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
@@ -55,7 +56,8 @@ import (
 //     LoadError whose Item is the YAML file's path (the message says which
 //     document); it never stops the other files. Unknown fields are ignored.
 //   - Keystores are decrypted, and Vault secrets read, in parallel (Workers,
-//     default GOMAXPROCS).
+//     default GOMAXPROCS). A reload decrypts only keystores whose file bytes or
+//     password changed (decryptCache, as DirSource).
 //   - Duplicate public keys: the first in (file name, document) order wins.
 //   - Keys are *LocalKey. YAML error messages are never quoted (they can
 //     contain source lines, hence a private key); only positions are reported.
@@ -65,6 +67,9 @@ import (
 type ConfigSource struct {
 	cfg   KeyConfig
 	vault vaultClients // Vault API clients of hashicorp documents, by server
+
+	mu    sync.Mutex // one Load at a time (the keystore cache is rebuilt by each)
+	cache decryptCache
 }
 
 // KeyConfig configures a ConfigSource.
@@ -118,6 +123,10 @@ func (s *ConfigSource) Load(ctx context.Context) (LoadResult, error) {
 	if err != nil {
 		return LoadResult{}, fmt.Errorf("key config: %w", err)
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cache.begin()
+	defer s.cache.end()
 	var jobs []loadJob
 	for _, name := range files {
 		path := filepath.Join(s.cfg.Path, name)
@@ -207,7 +216,11 @@ func (s *ConfigSource) keyLoader(d keyConfigDoc) (func() (*SecretKey, error), er
 		}
 		ksPath, pwPath := s.resolve(ksFile), s.resolve(pwFile)
 		return func() (*SecretKey, error) {
-			ks, err := readKeystoreFile(ksPath)
+			data, err := readLimited(ksPath, maxKeystoreSize)
+			if err != nil {
+				return nil, fmt.Errorf("keystoreFile: %w", err)
+			}
+			ks, err := ParseKeystore(data)
 			if err != nil {
 				return nil, fmt.Errorf("keystoreFile: %w", err)
 			}
@@ -216,9 +229,9 @@ func (s *ConfigSource) keyLoader(d keyConfigDoc) (func() (*SecretKey, error), er
 				return nil, fmt.Errorf("keystorePasswordFile: %w", err)
 			}
 			defer zero(pw)
-			sk, err := ks.Decrypt(pw)
+			sk, err := s.cache.decrypt(ksPath, data, pw, ks)
 			if err != nil {
-				return nil, fmt.Errorf("keystore %s: %w", ksPath, err)
+				return nil, withPubkey(ks.PublicKey, fmt.Errorf("keystore %s: %w", ksPath, err))
 			}
 			return sk, nil
 		}, nil
