@@ -4,9 +4,11 @@ package main
 // Vault or an HSM (the slow KDF runs once, here), and looking after what is stored there.
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -409,16 +411,20 @@ func keysGenerate(args []string, getenv func(string) string, stdout io.Writer) e
 	fs.StringVar(new(string), "config-file", "", "YAML file of flag values (keys are flag names)")
 	count := fs.Int("count", 1, "number of keys")
 	start := fs.Uint64("start-index", 0, "first EIP-2334 validator index (m/12381/3600/<i>/0/0) or interop index")
-	out := fs.String("out", "", "directory the keystores are written to (created; files named <0x-pubkey>.json)")
-	pwFile := fs.String("password-file", "", "password of the keystores; created with a random password if missing (default <out>/password.txt)")
+	out := fs.String("out", "", "directory the keystores are written to (created; files named <0x-pubkey>.json), or - to print them on stdout, one JSON document per line")
+	pwFile := fs.String("password-file", "", "password of the keystores; created with a random password if missing (default <out>/password.txt; required with --out -)")
 	interop := fs.Bool("interop", false, "the public interop keys of test networks instead of keys from a fresh random seed")
 	kdf := fs.String("kdf", "scrypt", "scrypt (EIP-2335 standard), pbkdf2 (standard) or dev (cheap pbkdf2; test networks only)")
 	seedFile := fs.String("seed-file", "", "also write the random EIP-2333 seed (hex, mode 0600) here, to derive the keys again later; keep it away from the keystores")
-	if err := parseKeysFlags(fs, args, getenv, stdout, "Usage: vigil keys generate --count N --out DIR [flags]"); err != nil {
+	if err := parseKeysFlags(fs, args, getenv, stdout, "Usage: vigil keys generate --count N --out DIR|- [flags]"); err != nil {
 		return err
 	}
 	if *out == "" || *count < 1 {
 		return usagef("give --out and a --count of at least 1")
+	}
+	toStdout := *out == "-"
+	if toStdout && *pwFile == "" {
+		return usagef("--out - needs --password-file")
 	}
 	params := map[string]keystore.KDFParams{"scrypt": keystore.StandardScrypt(), "pbkdf2": keystore.StandardPBKDF2(), "dev": keystore.DevKDF()}
 	kdfParams, ok := params[*kdf]
@@ -428,60 +434,73 @@ func keysGenerate(args []string, getenv func(string) string, stdout io.Writer) e
 	if *pwFile == "" {
 		*pwFile = filepath.Join(*out, "password.txt")
 	}
-	if err := os.MkdirAll(*out, 0o700); err != nil {
-		return err
-	}
-	indices := make([]uint64, *count)
-	for i := range indices {
-		indices[i] = *start + uint64(i)
-	}
-	if *interop {
-		pubs, err := keystore.WriteInteropKeystores(*out, *pwFile, indices, kdfParams)
-		if err != nil {
+	if !toStdout {
+		if err := os.MkdirAll(*out, 0o700); err != nil {
 			return err
 		}
-		for i, pk := range pubs {
-			fmt.Fprintf(stdout, "%s\tinterop:%d\t%s\n", pk, indices[i], filepath.Join(*out, pk.String()+".json"))
-		}
-		fmt.Fprintf(stdout, "%d interop keystores (public test keys) in %s, password in %s\n", len(pubs), *out, *pwFile)
-		return nil
 	}
 	password, err := generatedPassword(*pwFile)
 	if err != nil {
 		return err
 	}
 	defer clear(password)
-	seed := make([]byte, 32)
-	if _, err := rand.Read(seed); err != nil {
-		return err
-	}
-	defer clear(seed)
-	if *seedFile != "" {
-		if exists(*seedFile) {
-			return fmt.Errorf("--seed-file %s exists: refusing to overwrite a seed", *seedFile)
-		}
-		if err := keystore.WriteFileAtomic(*seedFile, []byte(hex.EncodeToString(seed)+"\n")); err != nil {
+	var seed []byte
+	if !*interop {
+		seed = make([]byte, 32)
+		if _, err := rand.Read(seed); err != nil {
 			return err
 		}
+		defer clear(seed)
+		if *seedFile != "" {
+			if exists(*seedFile) {
+				return fmt.Errorf("--seed-file %s exists: refusing to overwrite a seed", *seedFile)
+			}
+			if err := keystore.WriteFileAtomic(*seedFile, []byte(hex.EncodeToString(seed)+"\n")); err != nil {
+				return err
+			}
+		}
 	}
-	for _, i := range indices {
-		path := fmt.Sprintf("m/12381/3600/%d/0/0", i)
-		sk, err := keystore.DeriveSecretKey(seed, path)
+	for i := *start; i < *start+uint64(*count); i++ {
+		var sk *keystore.SecretKey
+		path, label := fmt.Sprintf("m/12381/3600/%d/0/0", i), ""
+		if *interop {
+			sk, err = keystore.InteropSecretKey(i)
+			path, label = "", fmt.Sprintf("interop:%d", i)
+		} else {
+			sk, err = keystore.DeriveSecretKey(seed, path)
+			label = path
+		}
 		if err != nil {
 			return err
 		}
 		data, err := keystore.Encrypt(sk, password, kdfParams, path)
+		pub := sk.PublicKey()
 		sk.Zero()
 		if err != nil {
 			return err
 		}
-		file := filepath.Join(*out, sk.PublicKey().String()+".json")
+		if toStdout {
+			var compact bytes.Buffer
+			if err := json.Compact(&compact, data); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "%s\n", compact.Bytes())
+			continue
+		}
+		file := filepath.Join(*out, pub.String()+".json")
 		if err := keystore.WriteFileAtomic(file, data); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "%s\t%s\t%s\n", sk.PublicKey(), path, file)
+		fmt.Fprintf(stdout, "%s\t%s\t%s\n", pub, label, file)
 	}
-	fmt.Fprintf(stdout, "%d keystores in %s, password in %s\n", *count, *out, *pwFile)
+	if toStdout {
+		return nil
+	}
+	what := "keystores"
+	if *interop {
+		what = "interop keystores (public test keys)"
+	}
+	fmt.Fprintf(stdout, "%d %s in %s, password in %s\n", *count, what, *out, *pwFile)
 	if *seedFile != "" {
 		fmt.Fprintf(stdout, "EIP-2333 seed in %s: keep it offline\n", *seedFile)
 	}

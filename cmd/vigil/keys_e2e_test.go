@@ -121,6 +121,16 @@ func TestE2EKeysLocalKeyring(t *testing.T) {
 	}
 	pwFile := filepath.Join(ksDir, "password.txt")
 
+	// --out -: keystores printed one per line, each decrypting with the password.
+	lines := strings.Split(strings.TrimSpace(mustCLI(t, "keys", "generate", "--count", "2", "--out", "-", "--password-file", pwFile, "--kdf", "dev", "--interop", "--start-index", "7")), "\n")
+	pw, _ := os.ReadFile(pwFile)
+	for i, line := range lines {
+		sk, err := keystore.DecryptKeystore([]byte(line), []byte(strings.TrimSpace(string(pw))))
+		if err != nil || len(lines) != 2 || sk.PublicKey().String() != interopPub(t, uint64(7+i)) {
+			t.Fatalf("printed keystore %d: %v (%d lines)", i, err, len(lines))
+		}
+	}
+
 	// Import, then again: the second run reports duplicates and succeeds.
 	out = mustCLI(t, append([]string{"keys", "import", "--to", "local", "--keystores", ksDir, "--password-file", pwFile}, store...)...)
 	if !strings.Contains(out, "3 imported, 0 duplicate, 0 failed") {
