@@ -356,23 +356,12 @@ func (s *Store) List(ctx context.Context) ([]keystore.PublicKey, error) {
 			return err
 		}
 		defer c.put(sh)
-		hs, err := s.findRecords(c, sh)
+		labels, err := s.recordLabels(ctx, c, sh)
 		if err != nil {
 			return err
 		}
-		p := s.mod.ctx
-		for _, h := range hs {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			attrs, err := p.GetAttributeValue(sh, h, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, nil)})
-			if hasCode(err, pkcs11.CKR_OBJECT_HANDLE_INVALID) {
-				continue
-			}
-			if err != nil {
-				return s.confirm(c, sh, fmt.Errorf("hsm: token %q: reading a label: %w", s.cfg.TokenLabel, err))
-			}
-			if pub, err := parseLabel(string(attrs[0].Value)); err == nil {
+		for label := range labels {
+			if pub, err := parseLabel(label); err == nil {
 				out = append(out, pub)
 			}
 		}
@@ -382,7 +371,7 @@ func (s *Store) List(ctx context.Context) ([]keystore.PublicKey, error) {
 		return nil, err
 	}
 	slices.SortFunc(out, func(a, b keystore.PublicKey) int { return bytes.Compare(a[:], b[:]) })
-	return slices.Compact(out), nil
+	return out, nil
 }
 
 // findRecords returns the handles of every data object of the store, after checking that the

@@ -19,7 +19,10 @@ import (
 //     wins; every later one is reported as a LoadError and its secret zeroed.
 //   - Cancellation: no job starts after ctx is done. Jobs already running (a
 //     scrypt cannot be interrupted) finish, then every key built so far is
-//     zeroed and Load returns ctx.Err() with an empty result.
+//     zeroed and Load returns context.Cause(ctx) with an empty result (a job
+//     can abort the whole load by cancelling a context.WithCancelCause ctx).
+//   - A job returning errSkipItem produced nothing and reports nothing (the
+//     item vanished, or was deliberately deleted).
 
 // loadJob loads one item.
 type loadJob struct {
@@ -67,7 +70,8 @@ feed:
 	close(next)
 	wg.Wait()
 
-	if err := ctx.Err(); err != nil {
+	if ctx.Err() != nil {
+		err := context.Cause(ctx)
 		for _, o := range outcomes {
 			if o.sk != nil {
 				o.sk.Zero()
@@ -81,6 +85,7 @@ feed:
 	for i, o := range outcomes {
 		item := jobs[i].item
 		switch {
+		case errors.Is(o.err, errSkipItem):
 		case o.err != nil:
 			le := LoadError{Item: item, Err: o.err}
 			var pe *pubkeyError
@@ -114,6 +119,9 @@ func runJob(j loadJob) (sk *SecretKey, err error) {
 	}()
 	return j.load()
 }
+
+// errSkipItem: the job's item holds no key and is not an error (see runJobs).
+var errSkipItem = errors.New("item skipped")
 
 // pubkeyError is a job failure for an item that declares its public key: runJobs moves the key
 // into LoadError.Pubkey.

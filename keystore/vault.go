@@ -515,80 +515,38 @@ func (s *VaultStore) Load(ctx context.Context) (LoadResult, error) {
 	if err != nil {
 		return LoadResult{}, err
 	}
-	type outcome struct {
-		sk   *SecretKey
-		err  error // per-secret failure
-		skip bool  // vanished between LIST and read
-	}
-	outcomes := make([]outcome, len(entries))
+	// A failure of Vault itself (not of one secret) cancels the whole load with its cause.
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var forbidden sync.Once // the first 403 of a read checks the token once
 	var tokenErr error
-
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range min(s.cfg.Workers, len(entries)) {
-		wg.Go(func() {
-			for i := range next {
-				if ctx.Err() != nil {
-					continue
-				}
-				e := entries[i]
-				if e.err != nil {
-					outcomes[i].err = e.err
-					continue
-				}
-				sk, itemErr, fatal := s.readKey(ctx, e)
-				if fatal != nil && vaultStatus(fatal) == http.StatusForbidden {
-					// Expired token (abort) or a policy that hides this one secret (item error)?
-					forbidden.Do(func() { tokenErr = s.tokenCheck(ctx) })
-					if tokenErr == nil {
-						fatal, itemErr = nil, fmt.Errorf("permission denied: the token's policies do not allow reading %s", s.secretPath("data", e.name))
-					}
-				}
-				if fatal != nil {
-					cancel(s.failure(ctx, "GET "+s.secretPath("data", e.name), fatal))
-					continue
-				}
-				outcomes[i] = outcome{sk: sk, err: itemErr, skip: sk == nil && itemErr == nil}
+	jobs := make([]loadJob, len(entries))
+	for i, e := range entries {
+		jobs[i] = loadJob{item: s.item(e.name), load: func() (*SecretKey, error) {
+			if e.err != nil {
+				return nil, e.err // a stray name: no public key to name
 			}
-		})
-	}
-feed:
-	for i := range entries {
-		select {
-		case next <- i:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(next)
-	wg.Wait()
-
-	if ctx.Err() != nil {
-		for _, o := range outcomes {
-			if o.sk != nil {
-				o.sk.Zero()
+			sk, itemErr, fatal := s.readKey(ctx, e)
+			if fatal != nil && vaultStatus(fatal) == http.StatusForbidden {
+				// Expired token (abort) or a policy that hides this one secret (item error)?
+				forbidden.Do(func() { tokenErr = s.tokenCheck(ctx) })
+				if tokenErr == nil {
+					fatal, itemErr = nil, fmt.Errorf("permission denied: the token's policies do not allow reading %s", s.secretPath("data", e.name))
+				}
 			}
-		}
-		return LoadResult{}, context.Cause(ctx)
+			switch {
+			case fatal != nil:
+				cancel(s.failure(ctx, "GET "+s.secretPath("data", e.name), fatal))
+				return nil, errSkipItem
+			case errors.Is(itemErr, errVaultVersionDeleted), sk == nil && itemErr == nil:
+				// `vault kv delete` (current version soft-deleted or destroyed), or gone since the
+				// LIST: the operator deleted the key, so it is absent.
+				return nil, errSkipItem
+			}
+			return sk, withPubkey(&e.pub, itemErr)
+		}}
 	}
-	var res LoadResult
-	for i, o := range outcomes {
-		e := entries[i]
-		switch {
-		case o.skip:
-		case errors.Is(o.err, errVaultVersionDeleted):
-			// `vault kv delete` (current version soft-deleted or destroyed): the operator deleted
-			// the key, so it is absent, exactly like a secret whose metadata is gone.
-		case o.err != nil:
-			res.Errors = append(res.Errors, LoadError{Item: s.item(e.name), Pubkey: e.pub, Err: o.err})
-		default:
-			res.Keys = append(res.Keys, NewLocalKey(o.sk))
-		}
-	}
-	return res, nil
+	return runJobs(ctx, s.cfg.Workers, jobs)
 }
 
 // errVaultVersionDeleted: the current version of a KV v2 secret is deleted or destroyed.
