@@ -54,6 +54,7 @@ type serveConfig struct {
 	requireAllKeys  bool
 	reloadTimeout   time.Duration
 	sourceRetry     time.Duration
+	http            httpFlags // httpserver.go: connection limits, host allowlist, access log
 }
 
 func defaultDataDir(getenv func(string) string) string {
@@ -95,6 +96,8 @@ func serveFlags(c *serveConfig, getenv func(string) string) *flag.FlagSet {
 	fs.BoolVar(&c.requireAllKeys, "require-all-keys", false, "refuse to start unless every key source loads every key (default: report failures in /healthcheck and keep going)")
 	fs.DurationVar(&c.reloadTimeout, "reload-timeout", api.DefaultReloadTimeout, "longest a key reload (POST /reload, SIGHUP) may take")
 	fs.DurationVar(&c.sourceRetry, "key-source-retry-interval", time.Minute, "reload the keys this often while a key source is unreachable (0: only on POST /reload or SIGHUP)")
+	c.http.register(fs)              // httpserver.go
+	registerWeb3SignerAliases(fs, c) // web3signer.go
 	return fs
 }
 
@@ -245,21 +248,24 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	apiOpts.Reloader, apiOpts.ReloadTimeout = loader, c.reloadTimeout
 	go reloadTriggers(ctx, hup, loader, c.reloadTimeout, c.sourceRetry, log)
+	if err := c.http.apply(&apiOpts, log); err != nil { // httpserver.go
+		return err
+	}
 	handler := api.Handler(apiOpts)
-	ln, err := listen(c.host, c.port)
+	ln, err := c.http.listen(c.host, c.port)
 	if err != nil {
 		return fmt.Errorf("signing API listener: %w", err)
 	}
-	servers := []*http.Server{newHTTPServer(handler)}
+	servers := []*http.Server{c.http.server(handler, log)}
 	listeners := []net.Listener{ln}
 	metricsPort := 0
 	if c.metricsEnabled {
-		mln, err := listen(c.metricsHost, c.metricsPort)
+		mln, err := c.http.listen(c.metricsHost, c.metricsPort)
 		if err != nil {
 			ln.Close()
 			return fmt.Errorf("metrics listener: %w", err)
 		}
-		servers = append(servers, newHTTPServer(metrics.Handler()))
+		servers = append(servers, c.http.server(metrics.Handler(), log))
 		listeners = append(listeners, mln)
 		metricsPort = mln.Addr().(*net.TCPAddr).Port
 	}
@@ -304,21 +310,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	return nil
-}
-
-func newHTTPServer(h http.Handler) *http.Server {
-	return &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-	}
-}
-
-func listen(host string, port int) (net.Listener, error) {
-	return net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
 }
 
 // writePorts writes the ports actually bound (useful with port 0), like Web3Signer's
