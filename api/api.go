@@ -10,9 +10,11 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -50,10 +52,21 @@ type Options struct {
 	// Hot reload (reload.go): POST/GET /reload, registered only when Reloader is set.
 	Reloader      Reloader
 	ReloadTimeout time.Duration // zero: DefaultReloadTimeout
+
+	// HostAllowlist (hostcheck.go): requests with another Host get 403, except the probe routes.
+	// nil: no Host check (cmd always sets one; --http-host-allowlist defaults to
+	// DefaultHostAllowlist).
+	HostAllowlist *HostAllowlist
+	// BodyBudget (bodybudget.go) bounds the sign-request bytes buffered across all connections;
+	// nil: a budget of DefaultMaxBufferedBytes for this handler.
+	BodyBudget *BodyBudget
+	// AccessLog (accesslog.go): one line per request when set; nil: no access log.
+	AccessLog *slog.Logger
 }
 
 type server struct {
 	Options
+	lastBudgetLog atomic.Int64 // unix nanos of the last "budget spent" log line (rate limit)
 }
 
 // Handler returns the router for the signing listener.
@@ -67,13 +80,22 @@ func Handler(o Options) http.Handler {
 	if o.HealthTimeout <= 0 {
 		o.HealthTimeout = 2 * time.Second
 	}
+	if o.BodyBudget == nil {
+		o.BodyBudget = NewBodyBudget(DefaultMaxBufferedBytes)
+	}
 	s := &server{Options: o}
 	r := chi.NewRouter()
 	// Metrics wrap the recoverer so that a 500 from a recovered panic is counted too.
 	if o.Metrics != nil {
 		r.Use(o.Metrics.middleware)
 	}
+	// The Host check comes before anything else a request can reach (counted by the metrics as
+	// route "unmatched").
+	r.Use(func(next http.Handler) http.Handler { return HostGuard(o.HostAllowlist, o.Logger, next) })
 	r.Use(s.recoverer)
+	if o.KeyManager != nil {
+		r.Use(keyManagerJSONOnly)
+	}
 	r.NotFound(func(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, http.StatusNotFound, "no such route")
 	})
@@ -93,7 +115,35 @@ func Handler(o Options) http.Handler {
 		r.Post("/reload", s.startReload) // reload.go
 		r.Get("/reload", s.reloadStatus)
 	}
-	return r
+	var h http.Handler = r
+	if o.AccessLog != nil {
+		h = accessLog(o.AccessLog, h)
+	}
+	return signingHandler{h}
+}
+
+// signingHandler marks the handler that Handler returns: it applies Options.HostAllowlist
+// itself, so the listener must not add another Host check (see ChecksHost).
+type signingHandler struct{ http.Handler }
+
+// ChecksHost reports whether h is a signing-API handler made by Handler, which checks the Host
+// header itself. The listener setup wraps every other handler it serves (the metrics listener)
+// in the metrics allowlist, so no listener goes unchecked.
+func ChecksHost(h http.Handler) bool {
+	_, ok := h.(signingHandler)
+	return ok
+}
+
+// keyManagerJSONOnly answers 415 to a keymanager POST or DELETE without Content-Type:
+// application/json (the keymanager API's media type; requireJSON says why). It runs before the
+// bearer-token check, like the Host check. GET, and POST /reload (no body), are not checked.
+func keyManagerJSONOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if (r.Method == http.MethodPost || r.Method == http.MethodDelete) && strings.HasPrefix(r.URL.Path, "/eth/v1/") && !requireJSON(w, r) {
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // statusFor maps the signer's error vocabulary to an HTTP status. It is the only place that does.
@@ -118,18 +168,17 @@ func statusFor(err error) int {
 
 func (s *server) sign(w http.ResponseWriter, r *http.Request) {
 	id := chi.URLParam(r, "identifier")
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.MaxBodyBytes))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			s.Logger.Warn("sign request refused: body too large", "limit", tooBig.Limit)
-			writeError(w, http.StatusRequestEntityTooLarge, "request body exceeds "+strconv.FormatInt(tooBig.Limit, 10)+" bytes")
-			return
-		}
-		writeError(w, http.StatusBadRequest, "cannot read request body: "+err.Error())
+	noteAccess(r, id, nil)
+	if !requireJSON(w, r) {
 		return
 	}
+	body, reserved, ok := s.readBody(w, r)
+	if !ok {
+		return
+	}
+	defer s.BodyBudget.Release(reserved)
 	req, err := signer.DecodeRequest(body)
+	noteAccess(r, id, req)
 	if err == nil {
 		var sig keystore.Signature
 		sig, err = s.Signer.Sign(r.Context(), id, req)
@@ -152,6 +201,73 @@ func (s *server) sign(w http.ResponseWriter, r *http.Request) {
 		s.Logger.Info("sign request rejected", "key", id, "type", typeOf(req), "status", status, "err", msg)
 	}
 	writeError(w, status, msg)
+}
+
+// readBody reads a sign request body within the body limit and the process-wide body budget
+// (bodybudget.go). It reserves the declared Content-Length (the limit when there is none)
+// before reading a byte; the caller releases the reserved bytes when done with the request. On failure it has answered:
+// 413 over the limit (before reading, when Content-Length says so), 503 when the budget is
+// spent, 408 when the body does not arrive within the listener's body timeout, 400 otherwise.
+func (s *server) readBody(w http.ResponseWriter, r *http.Request) (body []byte, reserved int64, ok bool) {
+	limit := s.MaxBodyBytes
+	if r.ContentLength > limit {
+		s.Logger.Info("sign request refused: body too large", "content_length", r.ContentLength, "limit", limit)
+		writeError(w, http.StatusRequestEntityTooLarge, "request body exceeds "+strconv.FormatInt(limit, 10)+" bytes")
+		return nil, 0, false
+	}
+	want := limit // no Content-Length (chunked): reserve the most it may be
+	if r.ContentLength >= 0 {
+		want = r.ContentLength
+	}
+	if !s.BodyBudget.Reserve(want) {
+		if now := time.Now().UnixNano(); now-s.lastBudgetLog.Load() > int64(time.Second) {
+			s.lastBudgetLog.Store(now)
+			s.Logger.Warn("sign request refused: request-body budget spent (--http-max-buffered-bytes)",
+				"reserved", s.BodyBudget.Reserved(), "budget", s.BodyBudget.Max(), "wanted", want, "refused_total", s.BodyBudget.Rejected())
+		}
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "overloaded: too many request bytes in flight, try again")
+		return nil, 0, false
+	}
+	// One allocation of exactly the declared size (plus one byte to see a body longer than
+	// declared, which net/http refuses anyway); no growth by doubling.
+	buf := make([]byte, 0, want+1)
+	body, err := readAllInto(buf, http.MaxBytesReader(w, r.Body, limit))
+	if err == nil {
+		return body, want, true
+	}
+	s.BodyBudget.Release(want)
+	var tooBig *http.MaxBytesError
+	var netErr net.Error
+	switch {
+	case errors.As(err, &tooBig):
+		s.Logger.Info("sign request refused: body too large", "limit", tooBig.Limit)
+		writeError(w, http.StatusRequestEntityTooLarge, "request body exceeds "+strconv.FormatInt(tooBig.Limit, 10)+" bytes")
+	case errors.As(err, &netErr) && netErr.Timeout():
+		w.Header().Set("Connection", "close")
+		writeError(w, http.StatusRequestTimeout, "request body not received in time")
+	default:
+		writeError(w, http.StatusBadRequest, "cannot read request body: "+err.Error())
+	}
+	return nil, 0, false
+}
+
+// readAllInto reads rd to EOF into buf's spare capacity, growing only if the body turns out
+// longer than buf's capacity (then MaxBytesReader stops it at the limit).
+func readAllInto(buf []byte, rd io.Reader) ([]byte, error) {
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := rd.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
 }
 
 func typeOf(r *signer.Request) string {
@@ -247,7 +363,7 @@ func (s *server) healthcheck(w http.ResponseWriter, r *http.Request) {
 			"keys-loaded": src.Loaded, "error-count": len(src.Errors),
 		}}
 		if src.Err != nil {
-			c.Data["source-error"] = src.Err.Error()
+			c.Data["source-error"] = publicSourceError(src.Err) // reload.go: no paths, no Vault address
 		}
 		if src.Kept > 0 {
 			c.Data["keys-kept-from-earlier-load"] = src.Kept
@@ -255,7 +371,7 @@ func (s *server) healthcheck(w http.ResponseWriter, r *http.Request) {
 		if len(src.Errors) > 0 {
 			errs := make([]string, len(src.Errors))
 			for i, e := range src.Errors {
-				errs[i] = e.Error()
+				errs[i] = publicLoadError(e)
 			}
 			c.Data["errors"] = errs
 		}

@@ -108,10 +108,15 @@ func newHandler(t *testing.T, f *fakeSigner, mod func(*Options)) http.Handler {
 	return Handler(o)
 }
 
+// do sends one request to h. A POST, a DELETE or a request with a body declares Content-Type: application/json, as
+// every validator client does, unless header sets a Content-Type itself.
 func do(h http.Handler, method, path, body string, header ...string) *httptest.ResponseRecorder {
 	req := httptest.NewRequest(method, path, strings.NewReader(body))
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Add(header[i], header[i+1])
+	}
+	if _, set := req.Header["Content-Type"]; !set && (body != "" || method == http.MethodPost || method == http.MethodDelete) {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)

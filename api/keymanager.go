@@ -26,6 +26,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/vigil-signer/vigil/internal/strictjson"
 	"github.com/vigil-signer/vigil/keystore"
 	"github.com/vigil-signer/vigil/signer"
 )
@@ -138,11 +139,23 @@ func (k *keyManagerAPI) readBody(w http.ResponseWriter, r *http.Request) ([]byte
 	return body, true
 }
 
+// Known member names of the keymanager bodies (strictjson.Check). Keystores and the interchange
+// document inside them are checked again, with their own names, by their parsers.
+var (
+	importBodySchema = strictjson.Object(map[string]*strictjson.Schema{"keystores": nil, "passwords": nil, "slashing_protection": nil})
+	deleteBodySchema = strictjson.Object(map[string]*strictjson.Schema{"pubkeys": nil})
+)
+
 // decodeObject decodes a JSON object body into a map of raw members (unknown members ignored).
-func decodeObject(body []byte) (map[string]json.RawMessage, error) {
+// Member names are matched exactly and may appear once per object (at any depth): a duplicate
+// or a case variant of a known name is a bad request.
+func decodeObject(body []byte, known *strictjson.Schema) (map[string]json.RawMessage, error) {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return nil, errors.New("request body must be a JSON object")
+	}
+	if err := strictjson.Check(trimmed, known); err != nil {
+		return nil, fmt.Errorf("request body: %w", err)
 	}
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(trimmed, &m); err != nil {
@@ -201,7 +214,7 @@ func (k *keyManagerAPI) importKeystores(w http.ResponseWriter, r *http.Request) 
 	if !ok {
 		return
 	}
-	m, err := decodeObject(body)
+	m, err := decodeObject(body, importBodySchema)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
@@ -268,7 +281,7 @@ func (k *keyManagerAPI) deleteKeys(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	m, err := decodeObject(body)
+	m, err := decodeObject(body, deleteBodySchema)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return

@@ -1,10 +1,14 @@
 package api
 
 import (
+	"context"
 	"errors"
+	"io/fs"
 	"net/http"
+	"path/filepath"
 	"time"
 
+	"github.com/vigil-signer/vigil/keystore"
 	"github.com/vigil-signer/vigil/signer"
 )
 
@@ -51,21 +55,20 @@ type reloadSourceJSON struct {
 }
 
 type reloadStatusJSON struct {
-	Status     string             `json:"status"`
-	Started    *time.Time         `json:"started,omitempty"`
-	Finished   *time.Time         `json:"finished,omitempty"`
-	Keys       int                `json:"keys"`
-	Added      int                `json:"added"`
-	Removed    int                `json:"removed"`
-	Kept       int                `json:"kept"`
-	Error      string             `json:"error,omitempty"`
-	DisableErr string             `json:"disable_error,omitempty"`
-	Sources    []reloadSourceJSON `json:"sources"`
+	Status   string             `json:"status"`
+	Started  *time.Time         `json:"started,omitempty"`
+	Finished *time.Time         `json:"finished,omitempty"`
+	Keys     int                `json:"keys"`
+	Added    int                `json:"added"`
+	Removed  int                `json:"removed"`
+	Kept     int                `json:"kept"`
+	Error    string             `json:"error,omitempty"`
+	Sources  []reloadSourceJSON `json:"sources"`
 }
 
 func reloadJSON(st signer.ReloadStatus) reloadStatusJSON {
 	out := reloadStatusJSON{Status: string(st.State), Keys: st.Keys, Added: st.Added, Removed: st.Removed,
-		Kept: st.Kept, Error: st.Error, DisableErr: st.DisableErr, Sources: []reloadSourceJSON{}}
+		Kept: st.Kept, Error: st.Error, Sources: []reloadSourceJSON{}}
 	if !st.Started.IsZero() {
 		out.Started = &st.Started
 	}
@@ -75,12 +78,71 @@ func reloadJSON(st signer.ReloadStatus) reloadStatusJSON {
 	for _, r := range st.Sources {
 		j := reloadSourceJSON{Name: r.Name, Status: updown(r.OK()), Keys: r.Loaded, Kept: r.Kept, TookMS: r.Took.Milliseconds()}
 		if r.Err != nil {
-			j.Error = r.Err.Error()
+			j.Error = publicSourceError(r.Err)
 		}
 		for _, e := range r.Errors {
-			j.Errors = append(j.Errors, e.Error())
+			j.Errors = append(j.Errors, publicLoadError(e))
 		}
 		out.Sources = append(out.Sources, j)
 	}
 	return out
+}
+
+// Key-source failures as the unauthenticated /healthcheck and GET /reload show them: the item's
+// base name and a reason from the error vocabulary, never the absolute path of a key file, a
+// password file or a key config directory, nor the address of Vault. The key loader logs the
+// full error (path and address included) when the failure happens.
+
+// publicReasons are the reasons shown, first match wins.
+var publicReasons = []struct {
+	err    error
+	reason string
+}{
+	{keystore.ErrWrongPassword, keystore.ErrWrongPassword.Error()},
+	{keystore.ErrPubkeyMismatch, keystore.ErrPubkeyMismatch.Error()},
+	{keystore.ErrStrayItem, keystore.ErrStrayItem.Error()},
+	{keystore.ErrUnsupportedKeyConfig, keystore.ErrUnsupportedKeyConfig.Error()},
+	{keystore.ErrPasswordEncoding, keystore.ErrPasswordEncoding.Error()},
+	{keystore.ErrInvalidKey, keystore.ErrInvalidKey.Error()},
+	{keystore.ErrNoKeyring, "no keyring"},
+	{keystore.ErrUnavailable, keystore.ErrUnavailable.Error() + " (details in the log)"},
+	{keystore.ErrMalformed, keystore.ErrMalformed.Error()},
+	{keystore.ErrDuplicate, keystore.ErrDuplicate.Error()},
+	{keystore.ErrNotFound, keystore.ErrNotFound.Error()},
+	{fs.ErrNotExist, "file not found (details in the log)"},
+	{fs.ErrPermission, "permission denied (details in the log)"},
+	{context.DeadlineExceeded, "timed out (details in the log)"},
+	{context.Canceled, "canceled"},
+}
+
+// publicReason says why err happened without its paths or addresses.
+func publicReason(err error) string {
+	var me *keystore.MalformedError
+	if errors.As(err, &me) {
+		return me.Error() // field and reason only, by contract
+	}
+	for _, r := range publicReasons {
+		if errors.Is(err, r.err) {
+			return r.reason
+		}
+	}
+	return "failed (details in the log)"
+}
+
+// publicLoadError is an item failure as "<base name>: <reason>".
+func publicLoadError(e keystore.LoadError) string {
+	return publicItem(e.Item) + ": " + publicReason(e.Err)
+}
+
+// publicSourceError is a whole-source failure (Vault unreachable, HSM not logged in).
+func publicSourceError(err error) string { return publicReason(err) }
+
+// publicItem is the last element of an item name: a file's base name, a Vault secret's name
+// (vault:<mount>/<path>/0x…), an HSM label.
+func publicItem(item string) string {
+	b := filepath.Base(item)
+	if b == "." || b == string(filepath.Separator) {
+		return "(unnamed item)"
+	}
+	return b
 }

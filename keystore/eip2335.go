@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
+
+	"github.com/vigil-signer/vigil/internal/strictjson"
 )
 
 // EIP-2335 (BLS12-381 keystore, version 4).
@@ -123,6 +125,23 @@ type jsonCipherParams struct {
 	IV *string `json:"iv"`
 }
 
+// keystoreSchema is the known field names of jsonKeystore and of the params of each module,
+// for strictjson.Check.
+var keystoreSchema = func() *strictjson.Schema {
+	type fields = map[string]*strictjson.Schema
+	module := func(params *strictjson.Schema) *strictjson.Schema {
+		return strictjson.Object(fields{"function": nil, "params": params, "message": nil})
+	}
+	return strictjson.Object(fields{
+		"crypto": strictjson.Object(fields{
+			"kdf":      module(strictjson.Of[jsonKDFParams]()),
+			"checksum": module(strictjson.Object(nil)),
+			"cipher":   module(strictjson.Of[jsonCipherParams]()),
+		}),
+		"description": nil, "pubkey": nil, "path": nil, "uuid": nil, "version": nil,
+	})
+}()
+
 // maxKeystoreSize bounds a keystore file; real ones are about 1 KiB.
 const maxKeystoreSize = 1 << 20
 
@@ -142,6 +161,11 @@ func ParseKeystore(data []byte) (*Keystore, error) {
 	}
 	if trimmed[0] != '{' {
 		return nil, malformed("", "not a JSON object")
+	}
+	// Exact field names, each once: a keystore another tool reads differently is refused.
+	var strict *strictjson.Error
+	if err := strictjson.Check(trimmed, keystoreSchema); errors.As(err, &strict) {
+		return nil, malformed(strict.Path, "%s", strict.Problem())
 	}
 	var j jsonKeystore
 	if err := json.Unmarshal(trimmed, &j); err != nil {

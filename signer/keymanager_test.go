@@ -100,7 +100,7 @@ func memoryAndSQLite(t *testing.T, fn func(t *testing.T, open func(t *testing.T)
 	})
 	t.Run("sqlite", func(t *testing.T) {
 		fn(t, func(t *testing.T) slashing.Store {
-			s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "slashing.sqlite"), sqlite.Options{})
+			s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "slashing.sqlite"), sqlite.Options{Create: true})
 			if err != nil {
 				t.Fatal(err)
 			}

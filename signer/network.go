@@ -54,7 +54,11 @@ type Network struct {
 	SlotsPerEpoch  uint64
 	SecondsPerSlot uint64
 	GenesisTime    time.Time // zero: unknown, the far-future guard is off
-	Schedule       []Fork
+	// GenesisValidatorsRoot is the chain's root when known (built-in networks, or given by the
+	// operator or a beacon node): a request carrying another root is refused. Nil: unknown, the
+	// slashing database pins the first root a slashable request carries.
+	GenesisValidatorsRoot *phase0.Root
+	Schedule              []Fork
 
 	ssz *dynssz.DynSsz
 	// Preset sizes the request checks need, resolved once in finish.
@@ -161,6 +165,7 @@ type builtin struct {
 	genesis     int64 // unix seconds; 0 unknown
 	versions    [7]uint32
 	epochs      [7]uint64
+	gvr         string // genesis validators root; "" unknown
 }
 
 const ff = math.MaxUint64
@@ -168,21 +173,25 @@ const ff = math.MaxUint64
 var builtins = map[string]builtin{
 	"mainnet": {"mainnet", 12, 1606824023,
 		[7]uint32{0x00000000, 0x01000000, 0x02000000, 0x03000000, 0x04000000, 0x05000000, 0x06000000},
-		[7]uint64{0, 74240, 144896, 194048, 269568, 364032, 411392}},
+		[7]uint64{0, 74240, 144896, 194048, 269568, 364032, 411392},
+		"0x4b363db94e286120d76eb905340fdd4e54bfe9f06bf33ff6cf5ad27f511bfe95"},
 	"sepolia": {"mainnet", 12, 1655733600,
 		[7]uint32{0x90000069, 0x90000070, 0x90000071, 0x90000072, 0x90000073, 0x90000074, 0x90000075},
-		[7]uint64{0, 50, 100, 56832, 132608, 222464, 272640}},
+		[7]uint64{0, 50, 100, 56832, 132608, 222464, 272640},
+		"0xd8ea171f3c94aea21ebc42a1ed61052acf3f9209c00e4efbaaddac09ed9b8078"},
 	"holesky": {"mainnet", 12, 1695902400,
 		[7]uint32{0x01017000, 0x02017000, 0x03017000, 0x04017000, 0x05017000, 0x06017000, 0x07017000},
-		[7]uint64{0, 0, 0, 256, 29696, 115968, 165120}},
+		[7]uint64{0, 0, 0, 256, 29696, 115968, 165120},
+		"0x9143aa7c615a7f7115e2b6aac319c03529df8242ae705fba9df39b79c59fa8b1"},
 	"hoodi": {"mainnet", 12, 1742213400,
 		[7]uint32{0x10000910, 0x20000910, 0x30000910, 0x40000910, 0x50000910, 0x60000910, 0x70000910},
-		[7]uint64{0, 0, 0, 0, 0, 2048, 50688}},
+		[7]uint64{0, 0, 0, 0, 0, 2048, 50688},
+		"0x212f13fc4df078b6cb7db228f1c8307566dcecf900867401a92023d7ba99cb5f"},
 	// The consensus-specs minimal config: fork versions 0x0N000001, no fork scheduled (dev chains
 	// override epochs; the signer takes the fork from each request's fork_info).
 	"minimal": {"minimal", 6, 0,
 		[7]uint32{0x00000001, 0x01000001, 0x02000001, 0x03000001, 0x04000001, 0x05000001, 0x06000001},
-		[7]uint64{0, ff, ff, ff, ff, ff, ff}},
+		[7]uint64{0, ff, ff, ff, ff, ff, ff}, ""},
 }
 
 // BuiltinNetworks lists the names LoadNetwork accepts besides a file path.
@@ -198,6 +207,13 @@ func LoadNetwork(nameOrPath string) (*Network, error) {
 		n := &Network{Name: nameOrPath, Preset: b.preset, SecondsPerSlot: b.secsPerSlot}
 		if b.genesis != 0 {
 			n.GenesisTime = time.Unix(b.genesis, 0).UTC()
+		}
+		if b.gvr != "" {
+			r, err := ParseRoot(b.gvr)
+			if err != nil {
+				panic("built-in network " + nameOrPath + ": " + err.Error())
+			}
+			n.GenesisValidatorsRoot = &r
 		}
 		for i, name := range Forks {
 			var v phase0.Version
@@ -250,6 +266,21 @@ func ParseNetworkConfig(data []byte) (*Network, error) {
 	}
 	if n.Preset == "" {
 		return nil, fmt.Errorf("%w: PRESET_BASE is missing", ErrNetwork)
+	}
+	// Not consensus-spec keys, but devnet tools write them: the guard and the root check use them.
+	if s, ok := kv["GENESIS_TIME"]; ok {
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || v <= 0 {
+			return nil, fmt.Errorf("%w: GENESIS_TIME %q is not a positive unix time", ErrNetwork, s)
+		}
+		n.GenesisTime = time.Unix(v, 0).UTC()
+	}
+	if s, ok := kv["GENESIS_VALIDATORS_ROOT"]; ok {
+		r, err := ParseRoot(s)
+		if err != nil {
+			return nil, fmt.Errorf("%w: GENESIS_VALIDATORS_ROOT: %v", ErrNetwork, err)
+		}
+		n.GenesisValidatorsRoot = &r
 	}
 	n.SecondsPerSlot = 12
 	if s, ok := kv["SECONDS_PER_SLOT"]; ok {
@@ -312,6 +343,24 @@ func (n *Network) finish() (*Network, error) {
 	}
 	n.ssz = ssz
 	return n, nil
+}
+
+// CheckGenesisValidatorsRoot refuses a request root that is not the network's, when the
+// network's root is known (ErrInvalidRequest: a request for another chain, never pinned).
+func (n *Network) CheckGenesisValidatorsRoot(r phase0.Root) error {
+	if n.GenesisValidatorsRoot != nil && r != *n.GenesisValidatorsRoot {
+		return invalid("fork_info.genesis_validators_root %#x is not the genesis validators root of network %s (%#x)", r[:], n.Name, n.GenesisValidatorsRoot[:])
+	}
+	return nil
+}
+
+// ParseRoot reads a 0x-prefixed 32-byte hex root.
+func ParseRoot(s string) (phase0.Root, error) {
+	b, err := decodeHex(strings.ToLower(strings.TrimSpace(s)), 32)
+	if err != nil {
+		return phase0.Root{}, err
+	}
+	return phase0.Root(b), nil
 }
 
 // ParseVersion parses a 0x-prefixed 4-byte fork version.

@@ -14,17 +14,16 @@ package signer
 //     source for this reload (a stray item, keystore.ErrStrayItem, does not: it never held a key);
 //     a source that suddenly lists no key at all (an unmounted volume, a wrong path) keeps its
 //     keys and is reported as failed. Only a key that a healthy source no longer lists is removed.
-//   - A removed key leaves the KeySet first (no new signature here), then is disabled in the
-//     slashing database (refused by every instance sharing it). A disable that fails is retried
-//     at every later reload until it succeeds. A disabled key that reappears is not re-enabled:
-//     only a keymanager import, which carries the key's slashing history, does that.
+//   - A removed key only leaves the KeySet (no new signature here); it is never disabled in the
+//     slashing database. A key file moved away for a moment during a reload (which anyone who
+//     can reach the signing port may trigger) must not stop that validator for good: it signs
+//     again as soon as a reload finds it. Only a keymanager DELETE disables a key.
 //   - The keymanager's own keys (ManagedKeys: its directory, loaded by the first load and again
 //     only while that load failed as a whole, plus its imports) are kept as the keymanager holds
 //     them. On a public key given by both, the operator's source wins, as at startup; when the
 //     operator's copy goes away, the keymanager's copy takes its place and nothing is disabled.
-//   - Reload holds the KeyManager's lock from the swap through the slashing-database disables, so
-//     a keymanager import or delete never interleaves (an import's enable cannot be overtaken by
-//     a reload's disable of the same key).
+//   - Reload holds the KeyManager's lock around the swap, so a keymanager import or delete never
+//     interleaves with it.
 
 import (
 	"context"
@@ -35,18 +34,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/attestantio/go-eth2-client/spec/phase0"
-
 	"github.com/vigil-signer/vigil/keystore"
 )
 
 // ErrReloadRunning: a (re)load is already in progress.
 var ErrReloadRunning = errors.New("a key reload is already running")
-
-// KeyDisabler is the part of the slashing store a reload needs.
-type KeyDisabler interface {
-	SetEnabled(ctx context.Context, pubkey phase0.BLSPubKey, enabled bool) error
-}
 
 // SourceObserver receives each source's outcome and the load's overall outcome after every load
 // (metrics).
@@ -61,7 +53,6 @@ type LoaderConfig struct {
 	// Managed is the keymanager's key directory (nil: none), after Sources in priority.
 	Managed  *ManagedKeys
 	Keys     *KeySet
-	Disabler KeyDisabler    // nil: removed keys are not disabled (tests)
 	Lock     sync.Locker    // taken around the swap (the KeyManager's); nil: none
 	Observer SourceObserver // nil: none
 	Logger   *slog.Logger
@@ -85,16 +76,15 @@ const (
 
 // ReloadStatus describes the last (or current) reload.
 type ReloadStatus struct {
-	State      ReloadState
-	Started    time.Time
-	Finished   time.Time // zero while running
-	Keys       int       // keys in the set after the reload
-	Added      int
-	Removed    int
-	Kept       int // keys kept from a previous load because their source or item failed
-	Sources    []SourceReport
-	Error      string // why a failed reload failed
-	DisableErr string // a removed key could not be disabled in the slashing database (retried)
+	State    ReloadState
+	Started  time.Time
+	Finished time.Time // zero while running
+	Keys     int       // keys in the set after the reload
+	Added    int
+	Removed  int
+	Kept     int // keys kept from a previous load because their source or item failed
+	Sources  []SourceReport
+	Error    string // why a failed reload failed
 }
 
 // KeyLoader loads the key sources into the KeySet, at start and on every reload.
@@ -104,9 +94,8 @@ type KeyLoader struct {
 	status  atomic.Pointer[ReloadStatus]
 
 	// Owned by the goroutine holding running.
-	prev           []map[keystore.PublicKey]keystore.Key // per source, the keys of the last load
-	pendingDisable map[keystore.PublicKey]bool
-	managedReport  *SourceReport // nil until the keymanager directory was loaded
+	prev          []map[keystore.PublicKey]keystore.Key // per source, the keys of the last load
+	managedReport *SourceReport                         // nil until the keymanager directory was loaded
 }
 
 // NewKeyLoader returns a loader; nothing is loaded until Load.
@@ -117,7 +106,7 @@ func NewKeyLoader(cfg LoaderConfig) *KeyLoader {
 	if cfg.Context == nil {
 		cfg.Context = context.Background()
 	}
-	l := &KeyLoader{cfg: cfg, prev: make([]map[keystore.PublicKey]keystore.Key, len(cfg.Sources)), pendingDisable: map[keystore.PublicKey]bool{}}
+	l := &KeyLoader{cfg: cfg, prev: make([]map[keystore.PublicKey]keystore.Key, len(cfg.Sources))}
 	l.status.Store(&ReloadStatus{State: ReloadIdle})
 	return l
 }
@@ -248,26 +237,8 @@ func (l *KeyLoader) run(ctx context.Context) ReloadStatus {
 	l.prev = next
 	st.Removed, st.Keys = len(removed), len(set)
 
-	// Disable removed keys (and earlier failures) in the slashing database.
 	for _, pk := range removed {
-		l.pendingDisable[pk] = true
-	}
-	if l.cfg.Disabler != nil {
-		for pk := range l.pendingDisable {
-			if _, back := set[pk]; back {
-				delete(l.pendingDisable, pk) // it came back before the disable went through
-				continue
-			}
-			if err := l.cfg.Disabler.SetEnabled(ctx, phase0.BLSPubKey(pk), false); err != nil {
-				st.DisableErr = fmt.Sprintf("disable %s in the slashing database: %v (retried at the next reload)", pk, err)
-				log.Error("removed key not disabled in the slashing database", "pubkey", pk.String(), "err", err)
-				continue
-			}
-			delete(l.pendingDisable, pk)
-			log.Info("key removed and disabled in the slashing database", "pubkey", pk.String())
-		}
-	} else {
-		clear(l.pendingDisable)
+		log.Info("key removed (unloaded; still enabled in the slashing database)", "pubkey", pk.String())
 	}
 	if l.cfg.Lock != nil {
 		l.cfg.Lock.Unlock()
@@ -281,9 +252,6 @@ func (l *KeyLoader) run(ctx context.Context) ReloadStatus {
 		if l.cfg.Observer != nil {
 			l.cfg.Observer.ObserveKeySource(r)
 		}
-	}
-	if st.DisableErr != "" {
-		st.State = ReloadDegraded
 	}
 	if l.cfg.Publish != nil {
 		l.cfg.Publish(reports)

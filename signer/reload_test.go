@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/attestantio/go-eth2-client/spec/phase0"
 
 	"github.com/vigil-signer/vigil/keystore"
 )
@@ -61,31 +60,6 @@ func (f *fakeSource) set(keys []keystore.Key, errs []keystore.LoadError, err err
 
 type wrappedKey struct{ keystore.Key }
 
-type fakeDisabler struct {
-	mu       sync.Mutex
-	disabled map[keystore.PublicKey]bool
-	fail     error
-}
-
-func (d *fakeDisabler) SetEnabled(_ context.Context, pk phase0.BLSPubKey, enabled bool) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.fail != nil {
-		return d.fail
-	}
-	if d.disabled == nil {
-		d.disabled = map[keystore.PublicKey]bool{}
-	}
-	d.disabled[keystore.PublicKey(pk)] = !enabled
-	return nil
-}
-
-func (d *fakeDisabler) isDisabled(pk keystore.PublicKey) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.disabled[pk]
-}
-
 func testKey(t *testing.T, i int) keystore.Key {
 	t.Helper()
 	seed := sha256.Sum256(fmt.Appendf(nil, "reload test %d", i))
@@ -120,9 +94,8 @@ func TestReloadAddsAndRemoves(t *testing.T) {
 	src := &fakeSource{name: "dir"}
 	src.set([]keystore.Key{a, b}, nil, nil)
 	set := NewKeySet(nil)
-	dis := &fakeDisabler{}
 	var published []SourceReport
-	l := NewKeyLoader(LoaderConfig{Sources: []keystore.Source{src}, Keys: set, Disabler: dis, Publish: func(r []SourceReport) { published = r }})
+	l := NewKeyLoader(LoaderConfig{Sources: []keystore.Source{src}, Keys: set, Publish: func(r []SourceReport) { published = r }})
 	if st := l.Status(); st.State != ReloadIdle {
 		t.Fatalf("state before any load = %s", st.State)
 	}
@@ -136,9 +109,6 @@ func TestReloadAddsAndRemoves(t *testing.T) {
 	st = mustLoad(t, l)
 	if st.Added != 1 || st.Removed != 1 || set.Len() != 2 || !has(set, b, c) || has(set, a) {
 		t.Fatalf("reload: %+v, keys %v", st, set.PublicKeys())
-	}
-	if !dis.isDisabled(a.PublicKey()) || dis.isDisabled(b.PublicKey()) {
-		t.Fatalf("removed key a not disabled, or b disabled: %v", dis.disabled)
 	}
 	if _, err := held.Sign(context.Background(), [32]byte{1}); err != nil {
 		t.Fatalf("a request holding a removed key could not finish: %v", err)
@@ -155,8 +125,7 @@ func TestReloadKeepsKeysOfFailingSources(t *testing.T) {
 	vault.set([]keystore.Key{a, b}, nil, nil)
 	dir.set([]keystore.Key{c, d}, nil, nil)
 	set := NewKeySet(nil)
-	dis := &fakeDisabler{}
-	l := NewKeyLoader(LoaderConfig{Sources: []keystore.Source{vault, dir}, Keys: set, Disabler: dis})
+	l := NewKeyLoader(LoaderConfig{Sources: []keystore.Source{vault, dir}, Keys: set})
 	mustLoad(t, l)
 
 	// Vault sealed: its keys stay; a file of dir fails naming its key: that key stays.
@@ -178,38 +147,11 @@ func TestReloadKeepsKeysOfFailingSources(t *testing.T) {
 		t.Fatalf("unnamed item error removed keys: %+v", st)
 	}
 
-	// Healthy again, d really gone: now it is removed and disabled.
+	// Healthy again, d really gone: now it is removed.
 	dir.set([]keystore.Key{c}, nil, nil)
 	st = mustLoad(t, l)
-	if st.State != ReloadCompleted || st.Removed != 1 || has(set, d) || !dis.isDisabled(d.PublicKey()) {
+	if st.State != ReloadCompleted || st.Removed != 1 || has(set, d) {
 		t.Fatalf("healthy reload: %+v", st)
-	}
-	for _, k := range []keystore.Key{a, b, c} {
-		if dis.isDisabled(k.PublicKey()) {
-			t.Fatalf("key %s disabled although never removed", k.PublicKey())
-		}
-	}
-}
-
-func TestReloadRetriesFailedDisable(t *testing.T) {
-	a, b := testKey(t, 1), testKey(t, 2)
-	src := &fakeSource{name: "dir"}
-	src.set([]keystore.Key{a, b}, nil, nil)
-	set := NewKeySet(nil)
-	dis := &fakeDisabler{fail: errors.New("database down")}
-	l := NewKeyLoader(LoaderConfig{Sources: []keystore.Source{src}, Keys: set, Disabler: dis})
-	mustLoad(t, l)
-	src.set([]keystore.Key{b}, nil, nil)
-	st := mustLoad(t, l)
-	if has(set, a) || st.DisableErr == "" || st.State != ReloadDegraded {
-		t.Fatalf("removal with the database down: %+v", st)
-	}
-	dis.mu.Lock()
-	dis.fail = nil
-	dis.mu.Unlock()
-	st = mustLoad(t, l)
-	if !dis.isDisabled(a.PublicKey()) || st.DisableErr != "" || st.State != ReloadCompleted {
-		t.Fatalf("disable not retried: %+v", st)
 	}
 }
 
@@ -220,9 +162,8 @@ func TestReloadKeymanagerKeys(t *testing.T) {
 	src.set([]keystore.Key{a}, nil, nil)
 	managed := NewManagedKeys(t.TempDir(), 1)
 	set := NewKeySet(nil)
-	dis := &fakeDisabler{}
 	var lock sync.Mutex
-	l := NewKeyLoader(LoaderConfig{Sources: []keystore.Source{src}, Managed: managed, Keys: set, Lock: &lock, Disabler: dis})
+	l := NewKeyLoader(LoaderConfig{Sources: []keystore.Source{src}, Managed: managed, Keys: set, Lock: &lock})
 	mustLoad(t, l)
 	// Imports after start (what KeyManager.Import does under the lock).
 	managed.remember(m.PublicKey(), managedKey{key: m})
@@ -252,8 +193,8 @@ func TestReloadKeymanagerKeys(t *testing.T) {
 	// The operator's copy of a goes: the keymanager's copy takes over, nothing is disabled.
 	src.set([]keystore.Key{b}, nil, nil)
 	st = mustLoad(t, l)
-	if k, _ := set.Get(a.PublicKey()); k != aManaged || st.Removed != 0 || dis.isDisabled(a.PublicKey()) {
-		t.Fatalf("operator copy removed: active %v, %+v, disabled %v", k, st, dis.isDisabled(a.PublicKey()))
+	if k, _ := set.Get(a.PublicKey()); k != aManaged || st.Removed != 0 {
+		t.Fatalf("operator copy removed: active %v, %+v", k, st)
 	}
 }
 
@@ -285,18 +226,17 @@ func TestReloadEmptySourceAndStrayItems(t *testing.T) {
 	src := &fakeSource{name: "dir"}
 	src.set([]keystore.Key{a, b}, nil, nil)
 	set := NewKeySet(nil)
-	dis := &fakeDisabler{}
-	l := NewKeyLoader(LoaderConfig{Sources: []keystore.Source{src}, Keys: set, Disabler: dis})
+	l := NewKeyLoader(LoaderConfig{Sources: []keystore.Source{src}, Keys: set})
 	mustLoad(t, l)
 	src.set(nil, nil, nil)
 	st := mustLoad(t, l)
-	if st.State != ReloadDegraded || st.Removed != 0 || !has(set, a, b) || st.Sources[0].Err == nil || dis.isDisabled(a.PublicKey()) {
+	if st.State != ReloadDegraded || st.Removed != 0 || !has(set, a, b) || st.Sources[0].Err == nil {
 		t.Fatalf("empty source: %+v", st)
 	}
 	stray := keystore.LoadError{Item: "backup.key", Err: fmt.Errorf("%w: bad name", keystore.ErrStrayItem)}
 	src.set([]keystore.Key{b}, []keystore.LoadError{stray}, nil)
 	st = mustLoad(t, l)
-	if st.Removed != 1 || has(set, a) || !dis.isDisabled(a.PublicKey()) {
+	if st.Removed != 1 || has(set, a) {
 		t.Fatalf("a stray item held back a removal: %+v", st)
 	}
 }
@@ -336,7 +276,7 @@ func TestReloadTimeoutChangesNothing(t *testing.T) {
 	src := &fakeSource{name: "dir"}
 	src.set([]keystore.Key{a}, nil, nil)
 	set := NewKeySet(nil)
-	l := NewKeyLoader(LoaderConfig{Sources: []keystore.Source{src}, Keys: set, Disabler: &fakeDisabler{}})
+	l := NewKeyLoader(LoaderConfig{Sources: []keystore.Source{src}, Keys: set})
 	mustLoad(t, l)
 	src.mu.Lock()
 	src.block = make(chan struct{}) // never released

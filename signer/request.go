@@ -13,6 +13,8 @@ import (
 	"github.com/attestantio/go-eth2-client/spec/altair"
 	"github.com/attestantio/go-eth2-client/spec/electra"
 	"github.com/attestantio/go-eth2-client/spec/phase0"
+
+	"github.com/vigil-signer/vigil/internal/strictjson"
 )
 
 // Type is a signing request type of the remote-signing API (Web3Signer's ArtifactType).
@@ -111,9 +113,39 @@ type wireRequest struct {
 	Registration      json.RawMessage `json:"validator_registration"`
 }
 
+// requestSchema holds the known field names of every request shape, at their paths (the json
+// tags of wireRequest and of the types each payload is decoded into), for strictjson.Check.
+var requestSchema = func() *strictjson.Schema {
+	type fields = map[string]*strictjson.Schema
+	obj := strictjson.Object
+	aggregate := strictjson.Union(strictjson.Of[phase0.AggregateAndProof](), strictjson.Of[electra.AggregateAndProof]())
+	return obj(fields{
+		"type": nil, "signing_root": nil, "signingRoot": nil,
+		"fork_info": obj(fields{"fork": strictjson.Of[phase0.Fork](), "genesis_validators_root": nil}),
+		"block":     strictjson.Of[phase0.BeaconBlock](),
+		"beacon_block": obj(fields{
+			"version":      nil,
+			"block":        strictjson.Union(strictjson.Of[phase0.BeaconBlock](), strictjson.Of[altair.BeaconBlock]()),
+			"block_header": strictjson.Of[phase0.BeaconBlockHeader](),
+		}),
+		"attestation":         strictjson.Of[phase0.AttestationData](),
+		"aggregation_slot":    obj(fields{"slot": nil}),
+		"aggregate_and_proof": aggregate.With(fields{"version": nil, "data": aggregate}),
+		"voluntary_exit":      strictjson.Of[phase0.VoluntaryExit](),
+		"randao_reveal":       obj(fields{"epoch": nil}),
+		"deposit": obj(fields{"pubkey": nil, "withdrawal_credentials": nil, "amount": nil,
+			"genesis_fork_version": nil}),
+		"sync_committee_message":         obj(fields{"beacon_block_root": nil, "slot": nil}),
+		"sync_aggregator_selection_data": obj(fields{"slot": nil, "subcommittee_index": nil}),
+		"contribution_and_proof":         strictjson.Of[altair.ContributionAndProof](),
+		"validator_registration":         strictjson.Of[apiv1.ValidatorRegistration](),
+	})
+}()
+
 // DecodeRequest parses a JSON signing request body. Every failure wraps ErrInvalidRequest and
 // says which field is wrong. Unknown fields are ignored; the type is matched case-insensitively;
-// signing_root and signingRoot are both accepted (they must agree if both are given).
+// signing_root and signingRoot are both accepted (they must agree if both are given). Field names
+// are case-sensitive and may appear once per object (strictjson.Check).
 func DecodeRequest(body []byte) (*Request, error) {
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 {
@@ -121,6 +153,12 @@ func DecodeRequest(body []byte) (*Request, error) {
 	}
 	if body[0] != '{' {
 		return nil, invalid("body is not a JSON object")
+	}
+	// Field names are matched exactly (as Web3Signer does): a duplicate name or a case variant
+	// of a known name would let a case-sensitive reader in front of Vigil (a proxy, an audit log)
+	// see another message than the one encoding/json decodes and Vigil signs.
+	if err := strictjson.Check(body, requestSchema); err != nil {
+		return nil, invalid("%v", err)
 	}
 	var w wireRequest
 	if err := json.Unmarshal(body, &w); err != nil {

@@ -220,11 +220,10 @@ func (n *Network) forkVersion(r *Request, epoch phase0.Epoch) (phase0.Version, e
 	return v, nil
 }
 
+// depositRoot signs for the deposit's own genesis_fork_version, whichever network this signer
+// serves: a deposit message is not slashable, and operators sign deposits for the network the
+// deposit goes to (as Web3Signer does). The domain binds the signature to that fork version.
 func (n *Network) depositRoot(d *Deposit) (Message, error) {
-	if d.GenesisForkVersion != n.GenesisForkVersion() {
-		return Message{}, invalid("deposit.genesis_fork_version %#x is not the genesis fork version of network %s (%#x)",
-			d.GenesisForkVersion[:], n.Name, n.GenesisForkVersion())
-	}
 	obj, err := n.HashTreeRoot(&phase0.DepositMessage{
 		PublicKey: d.Pubkey, WithdrawalCredentials: d.WithdrawalCredentials[:], Amount: d.Amount,
 	})

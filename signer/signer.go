@@ -10,6 +10,9 @@
 //     or an unavailable store means nothing is signed.
 //   - A message whose epoch lies beyond wall-clock now + FarFutureEpochs is refused before it
 //     reaches the store, so a bad clock or a bad client cannot raise the watermarks into the future.
+//   - On a network whose genesis validators root is known, a request carrying another root is
+//     refused before anything else (ErrInvalidRequest): it never reaches, hence never pins, the
+//     slashing database.
 //   - Every error wraps one element of the vocabulary in errors.go.
 //
 // The package never imports net/http or a database driver.
@@ -79,8 +82,8 @@ type Config struct {
 	Network *Network
 	Keys    *KeySet
 	Store   slashing.Store
-	// FarFutureEpochs is how far past the wall-clock epoch a block or attestation may be (only
-	// enforced when the network's genesis time is known).
+	// FarFutureEpochs is how far past the wall-clock epoch a block or attestation may be
+	// (enforced when the network's genesis time is known; zero turns the guard off).
 	FarFutureEpochs uint64
 	// MaxInFlight bounds concurrent Sign calls; beyond it Sign fails fast with ErrOverloaded.
 	// Zero means 4096.
@@ -163,6 +166,11 @@ func (s *Signer) Sign(ctx context.Context, identifier string, r *Request) (sig k
 	if err != nil {
 		return sig, err
 	}
+	if r.ForkInfo != nil {
+		if err := s.cfg.Network.CheckGenesisValidatorsRoot(r.ForkInfo.GenesisValidatorsRoot); err != nil {
+			return sig, err
+		}
+	}
 	msg, err := s.cfg.Network.Compute(r)
 	if err != nil {
 		return sig, err
@@ -192,7 +200,7 @@ func (s *Signer) protect(ctx context.Context, pub keystore.PublicKey, r *Request
 	if r.Type != TypeAttestation {
 		epoch = s.cfg.Network.EpochOf(msg.Slot)
 	}
-	if now, ok := s.cfg.Network.CurrentEpoch(s.cfg.Now()); ok && uint64(epoch) > uint64(now)+s.cfg.FarFutureEpochs {
+	if now, ok := s.cfg.Network.CurrentEpoch(s.cfg.Now()); ok && s.cfg.FarFutureEpochs > 0 && uint64(epoch) > uint64(now)+s.cfg.FarFutureEpochs {
 		return slashing.Refuse(slashing.FarFuture, "epoch %d is more than %d epochs after the current epoch %d", epoch, s.cfg.FarFutureEpochs, now)
 	}
 	pk := phase0.BLSPubKey(pub)

@@ -148,7 +148,7 @@ const (
 var (
 	// testNow lies 10 s into epoch nowEpoch of mainnet.
 	testNow        = time.Unix(mainnetGenesis, 0).Add(nowEpoch*epochDuration + 10*time.Second)
-	testGVR        = phase0.Root{0x4b, 0x36, 0x3d, 0xb9}
+	testGVR, _     = signer.ParseRoot("0x4b363db94e286120d76eb905340fdd4e54bfe9f06bf33ff6cf5ad27f511bfe95") // mainnet
 	genesisVersion = phase0.Version{0, 0, 0, 0}
 	altairVersion  = phase0.Version{1, 0, 0, 0}
 )
@@ -324,7 +324,7 @@ func TestSignBlockRecordsThenSigns(t *testing.T) {
 
 func TestSignNonSlashableSkipsStore(t *testing.T) {
 	t.Parallel()
-	f := setup(t, func(c *signer.Config) { c.FarFutureEpochs = 0 })
+	f := setup(t, func(c *signer.Config) { c.FarFutureEpochs = 1 })
 	// Non-slashable types are neither recorded nor subject to the far-future guard.
 	r := randao(nowEpoch + 100)
 	sig, err := f.s.Sign(t.Context(), f.pub(2), r)
@@ -467,8 +467,9 @@ func TestSignFarFutureGuard(t *testing.T) {
 		{"attestation one past the margin", 2, attestation(nowEpoch-1, nowEpoch+3, 1), true},
 		{"attestation far ahead", 2, attestation(nowEpoch-1, 1<<40, 1), true},
 		{"attestation from the past", 2, attestation(0, 1, 1), false},
-		{"zero margin, next epoch", 0, attestation(nowEpoch-1, nowEpoch+1, 1), true},
-		{"zero margin, current epoch", 0, attestation(nowEpoch-1, nowEpoch, 1), false},
+		{"margin one, two epochs ahead", 1, attestation(nowEpoch-1, nowEpoch+2, 1), true},
+		{"margin one, next epoch", 1, attestation(nowEpoch-1, nowEpoch+1, 1), false},
+		{"zero turns the guard off", 0, attestation(nowEpoch-1, 1<<40, 1), false},
 		{"block at the last slot of the margin", 2, blockHeader((nowEpoch+3)*32 - 1), false},
 		{"block at the first slot past the margin", 2, blockHeader((nowEpoch + 3) * 32), true},
 	}
@@ -647,13 +648,18 @@ func TestSignForeignForkVersion(t *testing.T) {
 func TestSignDeposit(t *testing.T) {
 	t.Parallel()
 	f := setup(t, nil)
-	wrong := decoded(t, obj("type", q("DEPOSIT"), "deposit", strings.Replace(jDeposit, `"genesis_fork_version":"0x00000000"`, `"genesis_fork_version":"0x00000001"`, 1)), nil)
-	sig, err := f.s.Sign(t.Context(), f.pub(0), wrong)
-	f.wantRefusedBefore(t, sig, err, signer.ErrInvalidRequest, "genesis_fork_version")
-
 	right := decoded(t, obj("type", q("DEPOSIT"), "deposit", jDeposit), nil)
-	sig, err = f.s.Sign(t.Context(), f.pub(0), right)
+	sig, err := f.s.Sign(t.Context(), f.pub(0), right)
 	f.wantSigned(t, 0, right, sig, err)
+
+	// A deposit for another network is signed for that network's fork version (not refused, and
+	// not signed for this network's: the two signatures differ).
+	other := decoded(t, obj("type", q("DEPOSIT"), "deposit", strings.Replace(jDeposit, `"genesis_fork_version":"0x00000000"`, `"genesis_fork_version":"0x00000001"`, 1)), nil)
+	sig2, err := f.s.Sign(t.Context(), f.pub(0), other)
+	f.wantSigned(t, 0, other, sig2, err)
+	if sig2 == sig {
+		t.Fatal("a deposit for another fork version got this network's signature")
+	}
 	wantEq(t, "store calls", f.store.calls(), 0)
 }
 

@@ -11,10 +11,13 @@ import (
 	"hash/fnv"
 	"io"
 	"strconv"
+	"slices"
 	"strings"
 	"sync"
 
 	"github.com/attestantio/go-eth2-client/spec/phase0"
+
+	"github.com/vigil-signer/vigil/internal/strictjson"
 )
 
 // InterchangeFormatVersion is the only EIP-3076 interchange format version
@@ -97,7 +100,16 @@ type Decoder struct {
 	index   int // index in "data" of the next entry to decode
 	err     error
 	fields  [3]json.RawMessage // scratch for fastFields
+
+	pendingIndex int             // "data" index of pending[0]
+	cur          entryState      // the entry being read
+	raw          json.RawMessage // scratch: the current message or member value
+	topNames     []string        // members of the document object met so far
 }
+
+// DefaultImportChunk is the default largest number of messages (blocks plus
+// attestations) of one entry that Import reads and merges at once.
+const DefaultImportChunk = 4096
 
 type decoderState int
 
@@ -149,12 +161,12 @@ func (d *Decoder) Next() (ValidatorHistory, error) {
 			return ValidatorHistory{}, d.err
 		}
 		if d.state == stateData {
-			h, ok, err := d.entry()
+			c, ok, err := d.chunk(unlimited)
 			if err != nil {
 				return ValidatorHistory{}, err
 			}
 			if ok {
-				return h, nil
+				return c.history(), nil
 			}
 			continue
 		}
@@ -162,6 +174,18 @@ func (d *Decoder) Next() (ValidatorHistory, error) {
 			return ValidatorHistory{}, err
 		}
 	}
+}
+
+// history is a whole-entry chunk as a ValidatorHistory (empty lists, never nil ones).
+func (c EntryChunk) history() ValidatorHistory {
+	h := ValidatorHistory{Pubkey: c.Pubkey, SignedBlocks: c.SignedBlocks, SignedAttestations: c.SignedAttestations}
+	if h.SignedBlocks == nil {
+		h.SignedBlocks = []SignedBlock{}
+	}
+	if h.SignedAttestations == nil {
+		h.SignedAttestations = []SignedAttestation{}
+	}
+	return h
 }
 
 // step advances over one member of the top-level object. With buffer set, a
@@ -182,12 +206,15 @@ func (d *Decoder) step(buffer bool) error {
 	case stateData:
 		// Only reached when buffering: drain the array into pending.
 		for d.state == stateData {
-			h, ok, err := d.entry()
+			c, ok, err := d.chunk(unlimited)
 			if err != nil {
 				return err
 			}
 			if ok {
-				d.pending = append(d.pending, h)
+				if len(d.pending) == 0 {
+					d.pendingIndex = c.Index
+				}
+				d.pending = append(d.pending, c.history())
 			}
 		}
 		return nil
@@ -212,6 +239,14 @@ func (d *Decoder) step(buffer bool) error {
 		return io.EOF
 	}
 	key, _ := tok.(string)
+	if slices.Contains(d.topNames, key) && key != "metadata" && key != "data" {
+		return d.fail(-1, "", key, strictjson.ErrDuplicate.Error())
+	}
+	d.topNames = append(d.topNames, key)
+	if err := strictjson.CheckMember(documentSchema, "", key); err != nil {
+		se := err.(*strictjson.Error)
+		return d.fail(-1, "", se.Path, se.Problem())
+	}
 	switch key {
 	case "metadata":
 		if d.meta != nil {
@@ -245,9 +280,12 @@ func (d *Decoder) step(buffer bool) error {
 		}
 		return nil
 	default:
-		var skip json.RawMessage
-		if err := d.dec.Decode(&skip); err != nil {
+		if err := d.dec.Decode(&d.raw); err != nil {
 			return d.syntax(err)
+		}
+		if err := strictjson.Check(d.raw, nil); err != nil {
+			se := err.(*strictjson.Error)
+			return d.fail(-1, "", joinPath(key, se.Path), se.Problem())
 		}
 		return nil
 	}
@@ -261,6 +299,10 @@ type wireMetadata struct {
 func (d *Decoder) metadata(raw json.RawMessage) (Metadata, error) {
 	if !isObject(raw) {
 		return Metadata{}, d.fail(-1, "", "metadata", "must be an object")
+	}
+	if err := strictjson.Check(raw, metadataSchema); err != nil {
+		se := err.(*strictjson.Error)
+		return Metadata{}, d.fail(-1, "", joinPath("metadata", se.Path), se.Problem())
 	}
 	var w wireMetadata
 	if err := json.Unmarshal(raw, &w); err != nil {
@@ -305,97 +347,305 @@ type wireAttestation struct {
 	SigningRoot json.RawMessage `json:"signing_root"`
 }
 
-// entry decodes the next element of "data"; ok=false when the array ended.
-func (d *Decoder) entry() (ValidatorHistory, bool, error) {
-	if !d.dec.More() {
-		if _, err := d.dec.Token(); err != nil { // ']'
-			return ValidatorHistory{}, false, d.syntax(err)
-		}
-		d.state = stateObject
-		return ValidatorHistory{}, false, nil
-	}
-	idx := d.index
-	d.index++
-	var raw json.RawMessage
-	if err := d.dec.Decode(&raw); err != nil {
-		return ValidatorHistory{}, false, d.syntax(err)
-	}
-	if !isObject(raw) {
-		return ValidatorHistory{}, false, d.fail(idx, "", "", "a validator entry must be an object")
-	}
-	var w wireValidator
-	if f := d.fields[:3]; fastFields(raw, validatorFields, f) {
-		w = wireValidator{Pubkey: f[0], SignedBlocks: f[1], SignedAttestations: f[2]}
-	} else if err := json.Unmarshal(raw, &w); err != nil {
-		return ValidatorHistory{}, false, d.fail(idx, "", "", err.Error())
-	}
-	var h ValidatorHistory
-	pk, _ := jsonString(w.Pubkey)
-	if err := parseHexField(w.Pubkey, h.Pubkey[:]); err != nil {
-		return ValidatorHistory{}, false, d.fail(idx, printable(pk), "pubkey", err.Error())
-	}
-	pk = "0x" + hex.EncodeToString(h.Pubkey[:])
+// Known member names of a validator entry and its messages (strictjson: exact names only).
+var (
+	validatorSchema   = strictjson.Object(map[string]*strictjson.Schema{"pubkey": nil, "signed_blocks": nil, "signed_attestations": nil})
+	blockSchema       = strictjson.Object(map[string]*strictjson.Schema{"slot": nil, "signing_root": nil})
+	attestationSchema = strictjson.Object(map[string]*strictjson.Schema{"source_epoch": nil, "target_epoch": nil, "signing_root": nil})
+	metadataSchema    = strictjson.Object(map[string]*strictjson.Schema{"interchange_format_version": nil, "genesis_validators_root": nil})
+	documentSchema    = strictjson.Object(map[string]*strictjson.Schema{"metadata": nil, "data": nil})
+)
 
-	var blocks []json.RawMessage
-	if err := jsonArray(w.SignedBlocks, &blocks); err != nil {
-		return ValidatorHistory{}, false, d.fail(idx, pk, "signed_blocks", err.Error())
-	}
-	h.SignedBlocks = make([]SignedBlock, 0, len(blocks))
-	for i, rb := range blocks {
-		field := fmt.Sprintf("signed_blocks[%d]", i)
-		if !isObject(rb) {
-			return ValidatorHistory{}, false, d.fail(idx, pk, field, "must be an object")
-		}
-		var wb wireBlock
-		if f := d.fields[:2]; fastFields(rb, blockFields, f) {
-			wb = wireBlock{Slot: f[0], SigningRoot: f[1]}
-		} else if err := json.Unmarshal(rb, &wb); err != nil {
-			return ValidatorHistory{}, false, d.fail(idx, pk, field, err.Error())
-		}
-		slot, err := parseU64Field(wb.Slot)
-		if err != nil {
-			return ValidatorHistory{}, false, d.fail(idx, pk, field+".slot", err.Error())
-		}
-		root, err := parseRootField(wb.SigningRoot)
-		if err != nil {
-			return ValidatorHistory{}, false, d.fail(idx, pk, field+".signing_root", err.Error())
-		}
-		h.SignedBlocks = append(h.SignedBlocks, SignedBlock{Slot: phase0.Slot(slot), SigningRoot: root})
-	}
+// entryState is the decoder's position inside one validator entry, which it
+// reads member by member and message by message (never the whole entry).
+type entryState struct {
+	active             bool
+	index              int
+	pubkey             phase0.BLSPubKey
+	pk                 string // "0x…" once read, for errors
+	havePK             bool
+	names              []string // members met so far (duplicates)
+	inArray            int      // 0 between members, 1 in signed_blocks, 2 in signed_attestations
+	sawBlocks, sawAtts bool
+	nBlocks, nAtts     int // messages read so far (paths in errors)
+	blocks             []SignedBlock
+	atts               []SignedAttestation
+	emitted            int // chunks returned so far
+	lw                 LowWatermarks
+}
 
-	var atts []json.RawMessage
-	if err := jsonArray(w.SignedAttestations, &atts); err != nil {
-		return ValidatorHistory{}, false, d.fail(idx, pk, "signed_attestations", err.Error())
+// EntryChunk is a piece of one validator entry returned by NextChunk.
+type EntryChunk struct {
+	// Index is the entry's position in "data".
+	Index int
+	// ImportChunk carries the pubkey, First/Last, the messages and (with
+	// Last) the minima of the whole entry; ImportID is left zero.
+	ImportChunk
+}
+
+// NextChunk returns the next piece of at most max messages (blocks plus
+// attestations) of the current validator entry, or of the next one; io.EOF
+// after the last entry. An entry's chunks come in order, the first with
+// First set, the last with Last set (and the entry's watermarks). Only the
+// current chunk is held in memory, except when an entry puts "pubkey" after
+// its messages: those messages are then held until the pubkey is read (the
+// format does not fix member order; every known writer puts pubkey first).
+// Do not mix NextChunk and Next within one entry.
+func (d *Decoder) NextChunk(max int) (EntryChunk, error) {
+	if max <= 0 {
+		max = DefaultImportChunk
 	}
-	h.SignedAttestations = make([]SignedAttestation, 0, len(atts))
-	for i, ra := range atts {
-		field := fmt.Sprintf("signed_attestations[%d]", i)
-		if !isObject(ra) {
-			return ValidatorHistory{}, false, d.fail(idx, pk, field, "must be an object")
-		}
-		var wa wireAttestation
-		if f := d.fields[:3]; fastFields(ra, attestationFields, f) {
-			wa = wireAttestation{Source: f[0], Target: f[1], SigningRoot: f[2]}
-		} else if err := json.Unmarshal(ra, &wa); err != nil {
-			return ValidatorHistory{}, false, d.fail(idx, pk, field, err.Error())
-		}
-		src, err := parseU64Field(wa.Source)
-		if err != nil {
-			return ValidatorHistory{}, false, d.fail(idx, pk, field+".source_epoch", err.Error())
-		}
-		tgt, err := parseU64Field(wa.Target)
-		if err != nil {
-			return ValidatorHistory{}, false, d.fail(idx, pk, field+".target_epoch", err.Error())
-		}
-		root, err := parseRootField(wa.SigningRoot)
-		if err != nil {
-			return ValidatorHistory{}, false, d.fail(idx, pk, field+".signing_root", err.Error())
-		}
-		h.SignedAttestations = append(h.SignedAttestations, SignedAttestation{
-			SourceEpoch: phase0.Epoch(src), TargetEpoch: phase0.Epoch(tgt), SigningRoot: root,
-		})
+	if _, err := d.Metadata(); err != nil {
+		return EntryChunk{}, err
 	}
-	return h, true, nil
+	for {
+		if len(d.pending) > 0 {
+			h := d.pending[0]
+			d.pending[0] = ValidatorHistory{}
+			d.pending = d.pending[1:]
+			c := EntryChunk{Index: d.pendingIndex, ImportChunk: ImportChunk{Pubkey: h.Pubkey, First: true, Last: true,
+				SignedBlocks: h.SignedBlocks, SignedAttestations: h.SignedAttestations, Watermarks: ImportWatermarks(h)}}
+			d.pendingIndex++
+			return c, nil
+		}
+		if d.err != nil {
+			return EntryChunk{}, d.err
+		}
+		if d.state == stateData {
+			c, ok, err := d.chunk(max)
+			if err != nil {
+				return EntryChunk{}, err
+			}
+			if ok {
+				return c, nil
+			}
+			continue
+		}
+		if err := d.step(false); err != nil {
+			return EntryChunk{}, err
+		}
+	}
+}
+
+const unlimited = int(^uint(0) >> 1)
+
+// chunk reads on in the current entry (starting the next one if none) until
+// max messages are pending with the pubkey known, or the entry ends;
+// ok=false when the "data" array ended.
+func (d *Decoder) chunk(max int) (EntryChunk, bool, error) {
+	e := &d.cur
+	if !e.active {
+		if !d.dec.More() {
+			if _, err := d.dec.Token(); err != nil { // ']'
+				return EntryChunk{}, false, d.syntax(err)
+			}
+			d.state = stateObject
+			return EntryChunk{}, false, nil
+		}
+		idx := d.index
+		d.index++
+		tok, err := d.dec.Token()
+		if err != nil {
+			return EntryChunk{}, false, d.syntax(err)
+		}
+		if tok != json.Delim('{') {
+			return EntryChunk{}, false, d.fail(idx, "", "", "a validator entry must be an object")
+		}
+		*e = entryState{active: true, index: idx, names: e.names[:0]}
+	}
+	for {
+		if e.inArray != 0 {
+			if e.havePK && len(e.blocks)+len(e.atts) >= max {
+				return d.emit(false), true, nil
+			}
+			if !d.dec.More() {
+				if _, err := d.dec.Token(); err != nil { // ']'
+					return EntryChunk{}, false, d.syntax(err)
+				}
+				e.inArray = 0
+				continue
+			}
+			if err := d.dec.Decode(&d.raw); err != nil {
+				return EntryChunk{}, false, d.syntax(err)
+			}
+			var err error
+			if e.inArray == 1 {
+				err = d.block(e)
+			} else {
+				err = d.attestation(e)
+			}
+			if err != nil {
+				return EntryChunk{}, false, err
+			}
+			continue
+		}
+		tok, err := d.dec.Token()
+		if err != nil {
+			return EntryChunk{}, false, d.syntax(err)
+		}
+		if tok == json.Delim('}') {
+			switch {
+			case !e.havePK:
+				return EntryChunk{}, false, d.fail(e.index, "", "pubkey", errMissing.Error())
+			case !e.sawBlocks:
+				return EntryChunk{}, false, d.fail(e.index, e.pk, "signed_blocks", errMissing.Error())
+			case !e.sawAtts:
+				return EntryChunk{}, false, d.fail(e.index, e.pk, "signed_attestations", errMissing.Error())
+			}
+			c := d.emit(true)
+			e.active = false
+			return c, true, nil
+		}
+		key, _ := tok.(string)
+		for _, n := range e.names {
+			if n == key {
+				var se *strictjson.Error
+				errors.As(strictjson.Duplicate("", key), &se)
+				return EntryChunk{}, false, d.fail(e.index, e.pk, se.Path, se.Problem())
+			}
+		}
+		e.names = append(e.names, key)
+		if err := strictjson.CheckMember(validatorSchema, "", key); err != nil {
+			se := err.(*strictjson.Error)
+			return EntryChunk{}, false, d.fail(e.index, e.pk, se.Path, se.Problem())
+		}
+		switch key {
+		case "pubkey":
+			if err := d.dec.Decode(&d.raw); err != nil {
+				return EntryChunk{}, false, d.syntax(err)
+			}
+			if err := parseHexField(d.raw, e.pubkey[:]); err != nil {
+				pk, _ := jsonString(d.raw)
+				return EntryChunk{}, false, d.fail(e.index, printable(pk), "pubkey", err.Error())
+			}
+			e.havePK = true
+			e.pk = "0x" + hex.EncodeToString(e.pubkey[:])
+		case "signed_blocks", "signed_attestations":
+			tok, err := d.dec.Token()
+			if err != nil {
+				return EntryChunk{}, false, d.syntax(err)
+			}
+			switch tok {
+			case json.Delim('['):
+			case nil:
+				return EntryChunk{}, false, d.fail(e.index, e.pk, key, errMissing.Error())
+			default:
+				return EntryChunk{}, false, d.fail(e.index, e.pk, key, "must be an array")
+			}
+			if key == "signed_blocks" {
+				e.inArray, e.sawBlocks = 1, true
+			} else {
+				e.inArray, e.sawAtts = 2, true
+			}
+		default:
+			if err := d.dec.Decode(&d.raw); err != nil {
+				return EntryChunk{}, false, d.syntax(err)
+			}
+			if err := strictjson.Check(d.raw, nil); err != nil {
+				se := err.(*strictjson.Error)
+				return EntryChunk{}, false, d.fail(e.index, e.pk, joinPath(key, se.Path), se.Problem())
+			}
+		}
+	}
+}
+
+func joinPath(a, b string) string {
+	if b == "" {
+		return a
+	}
+	if b[0] == '[' {
+		return a + b
+	}
+	return a + "." + b
+}
+
+// emit hands out the pending messages as a chunk.
+func (d *Decoder) emit(last bool) EntryChunk {
+	e := &d.cur
+	AddWatermarks(&e.lw, e.blocks, e.atts)
+	c := EntryChunk{Index: e.index, ImportChunk: ImportChunk{Pubkey: e.pubkey, First: e.emitted == 0, Last: last,
+		SignedBlocks: e.blocks, SignedAttestations: e.atts}}
+	if last {
+		c.Watermarks = e.lw
+	}
+	e.blocks, e.atts = nil, nil
+	e.emitted++
+	return c
+}
+
+// strictMessage reports a duplicate or case-variant member of a message.
+func (d *Decoder) strictMessage(e *entryState, field string, raw []byte, schema *strictjson.Schema) error {
+	if err := strictjson.Check(raw, schema); err != nil {
+		se := err.(*strictjson.Error)
+		return d.fail(e.index, e.pk, joinPath(field, se.Path), se.Problem())
+	}
+	return nil
+}
+
+func (d *Decoder) block(e *entryState) error {
+	i := e.nBlocks
+	e.nBlocks++
+	rb := d.raw
+	field := func() string { return "signed_blocks[" + strconv.Itoa(i) + "]" }
+	if !isObject(rb) {
+		return d.fail(e.index, e.pk, field(), "must be an object")
+	}
+	var wb wireBlock
+	if f := d.fields[:2]; fastFields(rb, blockFields, f) {
+		wb = wireBlock{Slot: f[0], SigningRoot: f[1]}
+	} else {
+		if err := d.strictMessage(e, field(), rb, blockSchema); err != nil {
+			return err
+		}
+		if err := json.Unmarshal(rb, &wb); err != nil {
+			return d.fail(e.index, e.pk, field(), err.Error())
+		}
+	}
+	slot, err := parseU64Field(wb.Slot)
+	if err != nil {
+		return d.fail(e.index, e.pk, field()+".slot", err.Error())
+	}
+	root, err := parseRootField(wb.SigningRoot)
+	if err != nil {
+		return d.fail(e.index, e.pk, field()+".signing_root", err.Error())
+	}
+	e.blocks = append(e.blocks, SignedBlock{Slot: phase0.Slot(slot), SigningRoot: root})
+	return nil
+}
+
+func (d *Decoder) attestation(e *entryState) error {
+	i := e.nAtts
+	e.nAtts++
+	ra := d.raw
+	field := func() string { return "signed_attestations[" + strconv.Itoa(i) + "]" }
+	if !isObject(ra) {
+		return d.fail(e.index, e.pk, field(), "must be an object")
+	}
+	var wa wireAttestation
+	if f := d.fields[:3]; fastFields(ra, attestationFields, f) {
+		wa = wireAttestation{Source: f[0], Target: f[1], SigningRoot: f[2]}
+	} else {
+		if err := d.strictMessage(e, field(), ra, attestationSchema); err != nil {
+			return err
+		}
+		if err := json.Unmarshal(ra, &wa); err != nil {
+			return d.fail(e.index, e.pk, field(), err.Error())
+		}
+	}
+	src, err := parseU64Field(wa.Source)
+	if err != nil {
+		return d.fail(e.index, e.pk, field()+".source_epoch", err.Error())
+	}
+	tgt, err := parseU64Field(wa.Target)
+	if err != nil {
+		return d.fail(e.index, e.pk, field()+".target_epoch", err.Error())
+	}
+	root, err := parseRootField(wa.SigningRoot)
+	if err != nil {
+		return d.fail(e.index, e.pk, field()+".signing_root", err.Error())
+	}
+	e.atts = append(e.atts, SignedAttestation{SourceEpoch: phase0.Epoch(src), TargetEpoch: phase0.Epoch(tgt), SigningRoot: root})
+	return nil
 }
 
 func (d *Decoder) fail(index int, pubkey, field, problem string) error {
@@ -678,6 +928,13 @@ type ImportOptions struct {
 	// On an error, entries after the failing one may already be imported too; that is as safe
 	// as the sequential case (an import only adds history) and importing again is idempotent.
 	Workers int
+	// ChunkSize is the largest number of messages of one entry read and merged in one
+	// transaction (default DefaultImportChunk). A larger entry is merged in several, its key
+	// refused from the first to the last (see "Chunked imports" in import_chunked.go).
+	ChunkSize int
+	// AfterChunk, when set, is called after each chunk of a multi-chunk entry is committed
+	// and before the next one is read (sequential imports only; a test hook).
+	AfterChunk ImportHook
 }
 
 // ImportProgress reports how far an import got.
@@ -744,33 +1001,90 @@ func Import(ctx context.Context, store Store, r io.Reader, opts ImportOptions) (
 	if opts.Workers > 1 {
 		return importParallel(ctx, store, dec, cr, meta.GenesisValidatorsRoot, filter, opts, res)
 	}
+	ci := chunker{store: store, gvr: meta.GenesisValidatorsRoot}
+	var want bool
+	chunks := 0
 	for {
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
-		h, err := dec.Next()
+		c, err := dec.NextChunk(opts.ChunkSize)
 		if err == io.EOF {
 			return res, nil
 		}
 		if err != nil {
 			return res, err
 		}
-		res.Entries++
-		if _, want := filter[h.Pubkey]; filter == nil || want {
-			if err := store.ImportValidator(ctx, meta.GenesisValidatorsRoot, h); err != nil {
-				return res, fmt.Errorf("importing data[%d] (pubkey %#x): %w", res.Entries-1, h.Pubkey[:], err)
+		if c.First {
+			res.Entries++
+			_, want = filter[c.Pubkey]
+			want = want || filter == nil
+			chunks = 0
+		}
+		if want {
+			if err := ci.put(ctx, &c.ImportChunk); err != nil {
+				return res, fmt.Errorf("importing data[%d] (pubkey %#x): %w", c.Index, c.Pubkey[:], err)
 			}
+			chunks++
+			res.Blocks += len(c.SignedBlocks)
+			res.Attestations += len(c.SignedAttestations)
+			if opts.AfterChunk != nil && !(c.First && c.Last) {
+				opts.AfterChunk(ctx, c.Pubkey, chunks, c.Last)
+			}
+		}
+		if !c.Last {
+			continue
+		}
+		if want {
 			res.Imported++
-			res.Blocks += len(h.SignedBlocks)
-			res.Attestations += len(h.SignedAttestations)
 		} else {
 			res.Skipped++
 		}
 		if opts.Progress != nil {
 			opts.Progress(ImportProgress{Entries: res.Entries, Imported: res.Imported, Skipped: res.Skipped,
-				BytesRead: cr.n, LastPubkey: h.Pubkey})
+				BytesRead: cr.n, LastPubkey: c.Pubkey})
 		}
 	}
+}
+
+// chunker merges an entry's chunks into a store: through ChunkImporter when
+// the store has it, else by assembling the entry for one ImportValidator.
+type chunker struct {
+	store Store
+	gvr   phase0.Root
+	id    uint64
+	whole ValidatorHistory // assembled entry (stores without ChunkImporter)
+}
+
+func (k *chunker) put(ctx context.Context, c *ImportChunk) error {
+	if c.First {
+		k.id = NewImportID()
+		k.whole = ValidatorHistory{Pubkey: c.Pubkey}
+	}
+	c.ImportID = k.id
+	if c.First && c.Last { // a one-chunk entry: the Store contract's one transaction
+		return k.store.ImportValidator(ctx, k.gvr, ValidatorHistory{Pubkey: c.Pubkey,
+			SignedBlocks: nonNil(c.SignedBlocks), SignedAttestations: nonNil(c.SignedAttestations)})
+	}
+	if ci, ok := k.store.(ChunkImporter); ok {
+		return ci.ImportChunk(ctx, k.gvr, *c)
+	}
+	k.whole.SignedBlocks = append(k.whole.SignedBlocks, c.SignedBlocks...)
+	k.whole.SignedAttestations = append(k.whole.SignedAttestations, c.SignedAttestations...)
+	if !c.Last {
+		return nil
+	}
+	h := k.whole
+	k.whole = ValidatorHistory{}
+	h.SignedBlocks, h.SignedAttestations = nonNil(h.SignedBlocks), nonNil(h.SignedAttestations)
+	return k.store.ImportValidator(ctx, k.gvr, h)
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
 }
 
 type countingReader struct {
@@ -836,7 +1150,7 @@ func importParallel(ctx context.Context, store Store, dec *Decoder, cr *counting
 	defer cancel()
 	type job struct {
 		index int
-		h     ValidatorHistory
+		c     ImportChunk
 	}
 	type done struct {
 		job
@@ -850,10 +1164,11 @@ func importParallel(ctx context.Context, store Store, dec *Decoder, cr *counting
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			k := chunker{store: store, gvr: gvr} // a key's chunks all come to one worker, in order
 			for j := range jobs[w] {
 				err := ctx.Err()
 				if err == nil {
-					err = store.ImportValidator(ctx, gvr, j.h)
+					err = k.put(ctx, &j.c)
 				}
 				results <- done{j, err}
 			}
@@ -876,17 +1191,19 @@ func importParallel(ctx context.Context, store Store, dec *Decoder, cr *counting
 	}
 	collect := func(d done) {
 		if d.err != nil {
-			fail(fmt.Errorf("importing data[%d] (pubkey %#x): %w", d.index, d.h.Pubkey[:], d.err))
+			fail(fmt.Errorf("importing data[%d] (pubkey %#x): %w", d.index, d.c.Pubkey[:], d.err))
 			return
 		}
-		res.Imported++
-		res.Blocks += len(d.h.SignedBlocks)
-		res.Attestations += len(d.h.SignedAttestations)
-		report(d.h.Pubkey)
+		res.Blocks += len(d.c.SignedBlocks)
+		res.Attestations += len(d.c.SignedAttestations)
+		if d.c.Last {
+			res.Imported++
+			report(d.c.Pubkey)
+		}
 	}
 	dispatch := func(j job) {
 		hsh := fnv.New32a()
-		hsh.Write(j.h.Pubkey[:])
+		hsh.Write(j.c.Pubkey[:])
 		ch := jobs[int(hsh.Sum32()%uint32(len(jobs)))]
 		for {
 			select {
@@ -897,12 +1214,13 @@ func importParallel(ctx context.Context, store Store, dec *Decoder, cr *counting
 			}
 		}
 	}
+	var want bool
 	for firstErr == nil {
 		if err := ctx.Err(); err != nil {
 			fail(err)
 			break
 		}
-		h, err := dec.Next()
+		c, err := dec.NextChunk(opts.ChunkSize)
 		if err == io.EOF {
 			break
 		}
@@ -910,13 +1228,19 @@ func importParallel(ctx context.Context, store Store, dec *Decoder, cr *counting
 			fail(err)
 			break
 		}
-		res.Entries++
-		if _, want := filter[h.Pubkey]; filter != nil && !want {
-			res.Skipped++
-			report(h.Pubkey)
+		if c.First {
+			res.Entries++
+			_, want = filter[c.Pubkey]
+			want = want || filter == nil
+		}
+		if !want {
+			if c.Last {
+				res.Skipped++
+				report(c.Pubkey)
+			}
 			continue
 		}
-		dispatch(job{index: res.Entries - 1, h: h})
+		dispatch(job{index: c.Index, c: c.ImportChunk})
 	}
 	for _, ch := range jobs {
 		close(ch)

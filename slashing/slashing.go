@@ -97,6 +97,20 @@ var ErrSlashable = errors.New("refused by slashing protection")
 // outcome is unknown-safe and nothing may be signed.
 var ErrUnavailable = errors.New("slashing protection database unavailable")
 
+// ErrNotInitialized: the slashing-protection database does not exist or is
+// empty, and the caller did not ask to create one. A database that silently
+// starts empty would forget every signature made before (and sign them
+// again differently), so creating one is always an explicit decision.
+var ErrNotInitialized = errors.New("slashing protection database not initialized")
+
+// Summary counts what a database holds (logged at start so an operator sees
+// at once whether the history is there).
+type Summary struct {
+	Validators, Blocks, Attestations int64
+	// Created: this process created the database (it did not exist before).
+	Created bool
+}
+
 // ErrInterchange wraps every problem with an interchange document.
 var ErrInterchange = errors.New("invalid interchange")
 

@@ -275,7 +275,7 @@ func startBenchServer(ctx context.Context, clients int, extra []string, stderr i
 		h.done <- serve(srvCtx, append([]string{
 			"--network", "minimal", "--data-dir", dir, "--keystores-path", ksDir,
 			"--keystores-password-file", pwFile, "--http-listen-port", "0", "--metrics-listen-port", "0",
-			"--log-level", "warn",
+			"--log-level", "warn", "--init-slashing-protection", "--slashing-far-future-epochs", "0",
 		}, extra...), func(string) string { return "" }, io.Discard, stderr)
 	}()
 	port, err := waitForPort(filepath.Join(dir, "vigil.ports"), "http-port=", h.done)

@@ -142,7 +142,8 @@ func start(t *testing.T, args ...string) *vigil {
 	_ = os.Remove(portsFile)
 
 	v := &vigil{DataDir: dataDir, Stdout: newOutBuf(), Stderr: newOutBuf(), exited: make(chan struct{})}
-	v.cmd = exec.Command(vigilBin, append([]string{"serve", "--http-listen-port", "0", "--metrics-listen-port", "0"}, args...)...)
+	// --init-slashing-protection: create the database on a first start (a no-op on a restart).
+	v.cmd = exec.Command(vigilBin, append([]string{"serve", "--http-listen-port", "0", "--metrics-listen-port", "0", "--init-slashing-protection"}, args...)...)
 	v.cmd.Stdout, v.cmd.Stderr, v.cmd.Env = v.Stdout, v.Stderr, testEnv()
 	if err := v.cmd.Start(); err != nil {
 		t.Fatalf("start vigil: %v", err)
@@ -287,6 +288,9 @@ func do(t *testing.T, method, url, accept string, body any) reply {
 	}
 	return reply{status: resp.StatusCode, ctype: resp.Header.Get("Content-Type"), body: b}
 }
+
+// dayAgo is a genesis time for minimal-network servers: a day of 48 s epochs before now.
+func dayAgo() string { return strconv.FormatInt(time.Now().Add(-24*time.Hour).Unix(), 10) }
 
 func signPath(pub string) string { return "/api/v1/eth2/sign/" + pub }
 
@@ -674,7 +678,9 @@ func TestE2ELodestarSamples(t *testing.T) {
 
 	// One server for all samples: every key signs at most one block and one attestation, so
 	// nothing conflicts; the second pass re-signs everything (identical repeats are allowed).
-	v := start(t, append([]string{"--network", "minimal"}, writeKeystores(t, indices...)...)...)
+	// The samples come from a devnet whose genesis lies in the past: a genesis time a day ago
+	// keeps the far-future guard on and every sample well inside it.
+	v := start(t, append([]string{"--network", "minimal", "--genesis-time", dayAgo()}, writeKeystores(t, indices...)...)...)
 	for pass, accept := range []string{"sample", ""} {
 		for _, s := range samples {
 			t.Run(fmt.Sprintf("%s/pass%d", s.name, pass+1), func(t *testing.T) {
@@ -839,6 +845,12 @@ func mainnetCases(t *testing.T) []signCase {
 		add("DEPOSIT", 6, map[string]any{"type": "DEPOSIT", "deposit": map[string]any{
 			"pubkey": hx(pub[:]), "withdrawal_credentials": hx(wc), "amount": dec(msg.Amount), "genesis_fork_version": "0x00000000",
 		}}, computeSigningRoot(t, htr(t, msg), computeDomain(t, domainDeposit, phase0.Version{}, phase0.Root{})))
+		// A deposit for another network (hoodi's genesis fork version) is signed for that
+		// network, as Web3Signer does: deposits are not slashable.
+		hoodi := phase0.Version{0x10, 0x00, 0x09, 0x10}
+		add("DEPOSIT for another network", 6, map[string]any{"type": "DEPOSIT", "deposit": map[string]any{
+			"pubkey": hx(pub[:]), "withdrawal_credentials": hx(wc), "amount": dec(msg.Amount), "genesis_fork_version": hx(hoodi[:]),
+		}}, computeSigningRoot(t, htr(t, msg), computeDomain(t, domainDeposit, hoodi, phase0.Root{})))
 	}
 
 	// Sync committee types under later forks than the samples' (and mainnet sizes).
@@ -1236,7 +1248,6 @@ func TestE2EBadInput(t *testing.T) {
 		{name: "aggregate aggregation_bits empty", body: `{"type":"AGGREGATE_AND_PROOF","fork_info":` + fi + `,"aggregate_and_proof":` + strings.Replace(js(emptyAggregationBits), `"aggregation_bits":""`, `"aggregation_bits":"0x"`, 1) + `}`, status: 400, substr: "aggregation_bits"},
 		{name: "contribution aggregation_bits 15 bytes", body: `{"type":"SYNC_COMMITTEE_CONTRIBUTION_AND_PROOF","fork_info":` + fi + `,"contribution_and_proof":` + js(shortContribution) + `}`, status: 400, substr: "aggregation_bits"},
 		{name: "altair block sync_committee_bits 63 bytes", body: `{"type":"BLOCK_V2","fork_info":` + js(forkInfoJSON(mainnetFork("ALTAIR"))) + `,"beacon_block":{"version":"ALTAIR","block":` + js(shortSyncBits) + `}}`, status: 400, substr: "sync_committee_bits"},
-		{name: "deposit genesis_fork_version of another network", body: `{"type":"DEPOSIT","deposit":{"pubkey":"` + pub0 + `","withdrawal_credentials":"` + hx(pattern(32, 1)) + `","amount":"32000000000","genesis_fork_version":"0x00000001"}}`, status: 400, substr: "genesis_fork_version"},
 		{name: "deposit pubkey 47 bytes", body: `{"type":"DEPOSIT","deposit":{"pubkey":"` + pub0[:len(pub0)-2] + `","withdrawal_credentials":"` + hx(pattern(32, 1)) + `","amount":"32000000000","genesis_fork_version":"0x00000000"}}`, status: 400, substr: "deposit.pubkey"},
 		{name: "deposit amount missing", body: `{"type":"DEPOSIT","deposit":{"pubkey":"` + pub0 + `","withdrawal_credentials":"` + hx(pattern(32, 1)) + `","genesis_fork_version":"0x00000000"}}`, status: 400, substr: "deposit.amount"},
 		{name: "sync message under PHASE0", body: `{"type":"SYNC_COMMITTEE_MESSAGE","fork_info":` + js(forkInfoJSON(mainnetFork("PHASE0"))) + `,"sync_committee_message":{"beacon_block_root":"` + hx(pattern(32, 1)) + `","slot":"5"}}`, status: 400, substr: "ALTAIR"},
@@ -1345,7 +1356,7 @@ func TestE2EBadKeyFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	v := start(t, "--network", "minimal", "--keystores-path", keys, "--keystores-password-file", pw)
+	v := start(t, "--network", "minimal", "--genesis-time", dayAgo(), "--keystores-path", keys, "--keystores-password-file", pw)
 	stderr := v.Stderr.waitFor(t, "truncated.json", 10*time.Second)
 	if !strings.Contains(stderr, "wrong-password.json") {
 		t.Errorf("stderr does not name wrong-password.json:\n%s", stderr)

@@ -86,7 +86,7 @@ func waitReload(t *testing.T, v *vigil, since time.Time) map[string]any {
 
 // TestE2EKeysLocalKeyring: keystores generated, imported into the local keyring (idempotently),
 // listed, served with the same signatures as the keystores themselves, and hot-reloaded through
-// POST /reload and SIGHUP; a removed key is disabled in the slashing database.
+// POST /reload and SIGHUP; a removed key is unloaded, never disabled: back in its source, it signs.
 func TestE2EKeysLocalKeyring(t *testing.T) {
 	work := t.TempDir()
 	dataDir := filepath.Join(work, "data")
@@ -238,7 +238,7 @@ func TestE2EKeysLocalKeyring(t *testing.T) {
 		t.Fatalf("during reloads %d requests, failures: %v", served, failures)
 	}
 
-	// Hot reload by SIGHUP: a deleted key disappears and is disabled in the slashing database.
+	// Hot reload by SIGHUP: a deleted key disappears (unloaded, not disabled in the slashing database).
 	out = mustCLI(t, append([]string{"keys", "delete", "--from", "local", "--pubkeys", pubs[0]}, store...)...)
 	if !strings.Contains(out, pubs[0]+"\tdeleted") {
 		t.Fatalf("delete: %s", out)
@@ -257,8 +257,9 @@ func TestE2EKeysLocalKeyring(t *testing.T) {
 	}
 	wantError(t, v.signJSON(t, pubs[0], blockRequest(t, slot+1, 9)), http.StatusNotFound, "")
 
-	// Re-imported, the key is back in the set but stays disabled: only a keymanager import (which
-	// carries its history) enables it again.
+	// Re-imported (a key file moved away for a moment, then back), the key signs again: a reload
+	// never disables a key, only a keymanager DELETE does. Its history was kept: a different block
+	// at a slot it signed is still refused.
 	mustCLI(t, append([]string{"keys", "import", "--to", "local", "--keystores", ksDir, "--password-file", pwFile}, store...)...)
 	t0 = time.Now()
 	if r := do(t, http.MethodPost, v.URL+"/reload", "", nil); r.status != http.StatusAccepted {
@@ -268,7 +269,11 @@ func TestE2EKeysLocalKeyring(t *testing.T) {
 	if !slices.Contains(v.publicKeys(t), pubs[0]) {
 		t.Fatal("re-imported key not loaded")
 	}
-	wantError(t, v.signJSON(t, pubs[0], blockRequest(t, slot+1, 9)), http.StatusPreconditionFailed, "disabled")
+	signature(t, v.signJSON(t, pubs[0], blockRequest(t, slot+1, 9)))
+	wantError(t, v.signJSON(t, pubs[0], blockRequest(t, slot, 77)), http.StatusPreconditionFailed, "double_proposal")
+	if hc := do(t, http.MethodGet, v.URL+"/healthcheck", "", nil); strings.Contains(string(hc.body), pubs[0]) {
+		t.Fatalf("a reloaded key is reported disabled: %s", hc)
+	}
 	v.stop(t)
 }
 
@@ -302,7 +307,7 @@ func TestE2EKeySourceFailure(t *testing.T) {
 	}
 	v.stop(t)
 
-	code, out, errs := runCLI(t, append([]string{"serve", "--http-listen-port", "0", "--metrics-enabled=false", "--require-all-keys"}, args...)...)
+	code, out, errs := runCLI(t, append([]string{"serve", "--http-listen-port", "0", "--metrics-enabled=false", "--require-all-keys", "--init-slashing-protection"}, args...)...)
 	if code != 1 || !strings.Contains(errs, "--require-all-keys") || !strings.Contains(errs, "source local") {
 		t.Fatalf("--require-all-keys with a failing source: exit %d\n%s\n%s", code, out, errs)
 	}

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -30,10 +31,12 @@ Usage:
   vigil serve [flags]              run the signer (vigil serve --dev: demo keys, no setup)
   vigil keys import [flags]        import EIP-2335 keystores into the local keyring, Vault or an HSM
   vigil keys list|delete|generate  list, delete or generate keys
+  vigil slashing init [flags]      create an empty slashing-protection database
   vigil slashing import [flags]    import an EIP-3076 interchange file
   vigil slashing export [flags]    export the slashing-protection history
   vigil bench [flags]              measure raw BLS vs end-to-end HTTP signing throughput
   vigil version                    print the version
+  vigil [options] eth2 [options]   Web3Signer's command line, run as vigil serve (see serve --help)
 
 Run "vigil <command> --help" for the flags of a command.
 `
@@ -59,7 +62,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintf(stdout, "vigil %s\n", version)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, topUsage)
+	case "eth2":
+		err = eth2Cmd(ctx, args, getenv, stdout, stderr)
 	default:
+		if strings.HasPrefix(args[0], "-") { // Web3Signer's [global options] eth2 [eth2 options]
+			err = eth2Cmd(ctx, args, getenv, stdout, stderr)
+			break
+		}
 		err = usagef("unknown command %q\n\n%s", args[0], topUsage)
 	}
 	switch {
@@ -74,4 +83,27 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintf(stderr, "vigil: %v\n", err)
 		return 1
 	}
+}
+
+// eth2Cmd runs Web3Signer's command-line shape, `[global options] eth2 [eth2 options]`, as
+// `vigil serve` with the options of both sides.
+func eth2Cmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	var c serveConfig
+	fs := serveFlags(&c, getenv)
+	isBool := func(name string) (bool, bool) {
+		f := fs.Lookup(name)
+		if f == nil {
+			return false, false
+		}
+		b, ok := f.Value.(interface{ IsBoolFlag() bool })
+		return true, ok && b.IsBoolFlag()
+	}
+	serveArgs, ok, err := eth2Args(args, isBool)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return usagef("unknown command %q: options before a command are Web3Signer's form, which needs the eth2 subcommand (vigil [options] eth2 [options])\n\n%s", args[0], topUsage)
+	}
+	return serve(ctx, serveArgs, getenv, stdout, stderr)
 }

@@ -54,7 +54,8 @@ type serveConfig struct {
 	requireAllKeys  bool
 	reloadTimeout   time.Duration
 	sourceRetry     time.Duration
-	http            httpFlags // httpserver.go: connection limits, host allowlist, access log
+	http            httpFlags    // httpserver.go: connection limits, host allowlist, access log
+	genesis         genesisFlags // genesis.go: genesis time and validators root of custom networks
 }
 
 func defaultDataDir(getenv func(string) string) string {
@@ -85,7 +86,8 @@ func serveFlags(c *serveConfig, getenv func(string) string) *flag.FlagSet {
 	fs.BoolVar(&c.pruning, "slashing-protection-pruning-enabled", true, "prune old slashing-protection history on a schedule")
 	fs.Uint64Var(&c.pruneKeep, "slashing-protection-pruning-epochs-to-keep", 250, "epochs of history kept per key by pruning")
 	fs.DurationVar(&c.pruneInterval, "slashing-protection-pruning-interval", 12*time.Hour, "time between prunes (the first runs one interval after start)")
-	fs.Uint64Var(&c.farFutureEpochs, "slashing-far-future-epochs", 2, "refuse blocks and attestations more than this many epochs after the wall-clock epoch")
+	fs.Uint64Var(&c.farFutureEpochs, "slashing-far-future-epochs", 2, "refuse blocks and attestations more than this many epochs after the wall-clock epoch (0: guard off; needed to start without a known genesis time)")
+	c.genesis.register(fs)
 	fs.Int64Var(&c.maxBodyBytes, "http-max-body-bytes", api.DefaultMaxBodyBytes, "largest accepted sign request body")
 	fs.IntVar(&c.maxInFlight, "max-in-flight", 4096, "concurrent sign requests before new ones get 503")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -134,6 +136,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
+	logWeb3SignerNotes(fs, log) // web3signer.go
 	if c.port < 0 || c.port > 65535 || c.metricsPort < 0 || c.metricsPort > 65535 {
 		return usagef("listen ports must be within 0..65535")
 	}
@@ -156,6 +159,22 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err := os.MkdirAll(c.store.dataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
+	unlock, err := lockDataDir(c.store.dataDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	genesis, err := resolveGenesis(ctx, c.genesis, network, c.store.dataDir, c.dev, log)
+	if err != nil {
+		return err
+	}
+	if c.farFutureEpochs > 0 && network.GenesisTime.IsZero() {
+		msg := "the far-future guard needs the chain's genesis time, and network " + network.Name + " does not know it: give --genesis-time, a --beacon-node-url, or --slashing-far-future-epochs 0 to run without the guard"
+		if genesis.beaconErr != nil {
+			msg += " (beacon nodes: " + genesis.beaconErr.Error() + ")"
+		}
+		return usagef("%s", msg)
+	}
 
 	var devKeys []keystore.PublicKey
 	if c.dev {
@@ -173,7 +192,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		}
 	}
 
-	sources, err := keySources(c)
+	sources, err := keySources(&c)
 	if err != nil {
 		return err
 	}
@@ -196,13 +215,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		log.Warn("no key source configured: the signer will answer 404 to every sign request (use --keystores-path, --key-config-path, --keyring-path, --vault-address, --hsm-module, --key-manager-api-enabled or --dev)")
 	}
 
-	store, err := openStore(ctx, c.store, false)
+	// --dev opts in to a new database by itself (throwaway keys, throwaway history).
+	store, err := openStore(ctx, c.store, c.store.init || c.dev)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-
-	log.Info("slashing protection database", "store", c.store.describe())
+	logStoreOpened(ctx, log, c.store, store)
+	if err := checkStoreGenesis(ctx, network, store, &genesis); err != nil {
+		return err
+	}
+	logGenesis(log, network, genesis, c.farFutureEpochs)
 	if c.pruning {
 		if c.pruneKeep == 0 || c.pruneInterval <= 0 {
 			return usagef("pruning needs --slashing-protection-pruning-epochs-to-keep > 0 and a positive interval")
@@ -230,7 +253,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
-	loaderCfg := signer.LoaderConfig{Sources: sources, Managed: managed, Keys: keySet, Disabler: store,
+	loaderCfg := signer.LoaderConfig{Sources: sources, Managed: managed, Keys: keySet,
 		Observer: metrics, Logger: log, Publish: sg.SetSourceReports, Context: ctx}
 	if km != nil {
 		loaderCfg.Lock = km.Locker()
@@ -248,6 +271,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	apiOpts.Reloader, apiOpts.ReloadTimeout = loader, c.reloadTimeout
 	go reloadTriggers(ctx, hup, loader, c.reloadTimeout, c.sourceRetry, log)
+	go watchHealth(ctx, sg, healthInterval, log)
 	if err := c.http.apply(&apiOpts, log); err != nil { // httpserver.go
 		return err
 	}
@@ -323,7 +347,7 @@ func writePorts(path string, httpPort, metricsPort int) error {
 	return os.Rename(tmp, path)
 }
 
-func keySources(c serveConfig) ([]keystore.Source, error) {
+func keySources(c *serveConfig) ([]keystore.Source, error) {
 	var out []keystore.Source
 	if c.keystoresPath != "" || c.passwordFile != "" || c.passwordsPath != "" {
 		s, err := keystore.NewDirSource(keystore.DirConfig{
@@ -354,9 +378,6 @@ func describeFailures(st signer.ReloadStatus) string {
 		for _, e := range r.Errors {
 			parts = append(parts, fmt.Sprintf("source %s: %v", r.Name, e))
 		}
-	}
-	if st.DisableErr != "" {
-		parts = append(parts, st.DisableErr)
 	}
 	return strings.Join(parts, "; ")
 }

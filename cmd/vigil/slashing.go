@@ -17,13 +17,15 @@ import (
 )
 
 const slashingUsage = `Usage:
-  vigil slashing import --file <interchange.json>      merge an EIP-3076 file (per-validator transactions)
+  vigil slashing init                                  create an empty database (new validators only)
+  vigil slashing import --file <interchange.json>      merge an EIP-3076 file (creates the database if needed)
   vigil slashing export [--file out.json] [--pubkeys]  write the history as EIP-3076 v5
   vigil slashing prune [--keep-epochs 250]             drop history older than N epochs per key
   vigil slashing watermark [--slot S --epoch E] [--high-slot S --high-epoch E | --remove-high] [--pubkeys]
                                                        raise low watermarks / set the high watermark
   vigil slashing migrate                               run the Postgres schema migrations
 Every command takes --data-dir / --slashing-db-path (embedded) or --slashing-protection-db-url (Postgres).
+Only init and import create a missing database (others need --init-slashing-protection).
 `
 
 func slashingCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -54,7 +56,7 @@ func slashingCmd(ctx context.Context, args []string, getenv func(string) string,
 		fs.Uint64Var(&highEpoch, "high-epoch", 0, "set the high watermark epoch (with --high-slot)")
 		fs.BoolVar(&removeHigh, "remove-high", false, "remove the high watermark")
 		fs.StringVar(&pubkeys, "pubkeys", "", "comma-separated public keys (default: every key in the database)")
-	case "migrate":
+	case "migrate", "init":
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, slashingUsage)
 		return nil
@@ -87,7 +89,7 @@ func slashingCmd(ctx context.Context, args []string, getenv func(string) string,
 		if err != nil {
 			return usagef("--network: %v", err)
 		}
-		store, err := openStore(ctx, sc, true)
+		store, err := openStore(ctx, sc, false)
 		if err != nil {
 			return err
 		}
@@ -105,12 +107,14 @@ func slashingCmd(ctx context.Context, args []string, getenv func(string) string,
 		return nil
 	case "watermark":
 		return slashingWatermark(ctx, sc, set, pks, slot, epoch, highSlot, highEpoch, removeHigh, stdout)
+	case "init":
+		return slashingInit(ctx, sc, stdout)
 	case "migrate":
 		if sc.dbURL == "" {
 			return usagef("slashing migrate: the embedded database migrates itself at open; --slashing-protection-db-url is required")
 		}
 		sc.migrate = true
-		store, err := openStore(ctx, sc, false)
+		store, err := openStore(ctx, sc, sc.init)
 		if err != nil {
 			return err
 		}
@@ -153,7 +157,7 @@ func slashingWatermark(ctx context.Context, sc storeConfig, set map[string]bool,
 	case high && removeHigh:
 		return usagef("slashing watermark: --remove-high excludes --high-slot/--high-epoch")
 	}
-	store, err := openStore(ctx, sc, !raise) // raising may create the database (keys not yet signed)
+	store, err := openStore(ctx, sc, sc.init) // a new database needs --init-slashing-protection, as everywhere
 	if err != nil {
 		return err
 	}
@@ -201,11 +205,18 @@ func slashingImport(ctx context.Context, sc storeConfig, file string, stdout, st
 		defer f.Close()
 		r = f
 	}
-	store, err := openStore(ctx, sc, false)
+	// An import may create the database: it is how a lost database is rebuilt from an export,
+	// and the history it brings is what protects the keys.
+	store, err := openStore(ctx, sc, true)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	if ss, ok := store.(storeSummary); ok {
+		if sum, err := ss.Summary(ctx); err == nil && sum.Created {
+			fmt.Fprintf(stderr, "import: created a new slashing-protection database (%s)\n", sc.describe())
+		}
+	}
 	start, last := time.Now(), time.Now()
 	workers := 1 // the embedded store has one writer
 	if sc.dbURL != "" {
@@ -226,7 +237,7 @@ func slashingImport(ctx context.Context, sc storeConfig, file string, stdout, st
 }
 
 func slashingExport(ctx context.Context, sc storeConfig, file string, pubkeys []phase0.BLSPubKey, stderr io.Writer) error {
-	store, err := openStore(ctx, sc, true)
+	store, err := openStore(ctx, sc, false)
 	if err != nil {
 		return err
 	}
@@ -255,5 +266,26 @@ func slashingExport(ctx context.Context, sc storeConfig, file string, pubkeys []
 		return err
 	}
 	fmt.Fprintf(stderr, "exported to %s\n", file)
+	return nil
+}
+
+// slashingInit creates an empty slashing-protection database (the explicit opt-in that serve's
+// --init-slashing-protection also gives); an existing one is left as it is and described.
+func slashingInit(ctx context.Context, sc storeConfig, stdout io.Writer) error {
+	store, err := openStore(ctx, sc, true)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	sum, err := store.(storeSummary).Summary(ctx)
+	if err != nil {
+		return err
+	}
+	if sum.Created {
+		fmt.Fprintf(stdout, "created an empty slashing-protection database (%s)\n", sc.describe())
+		return nil
+	}
+	fmt.Fprintf(stdout, "the slashing-protection database already exists, left as it is (%s: %d validators, %d blocks, %d attestations)\n",
+		sc.describe(), sum.Validators, sum.Blocks, sum.Attestations)
 	return nil
 }

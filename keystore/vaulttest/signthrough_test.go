@@ -108,7 +108,7 @@ func serve(t testing.TB, environ []string, args ...string) (*server, time.Durati
 	t.Helper()
 	dataDir := t.TempDir()
 	s := &server{out: &syncBuf{}, exited: make(chan struct{})}
-	s.cmd = exec.Command(binary(t), append([]string{"serve", "--network", "mainnet", "--http-listen-port", "0",
+	s.cmd = exec.Command(binary(t), append([]string{"serve", "--network", "mainnet", "--http-listen-port", "0", "--init-slashing-protection",
 		"--metrics-enabled=false", "--data-dir", dataDir, "--key-source-retry-interval", "0"}, args...)...)
 	s.cmd.Stdout, s.cmd.Stderr, s.cmd.Env = s.out, s.out, environ
 	t0 := time.Now()
@@ -474,7 +474,7 @@ func TestSourceFailuresAtStart(t *testing.T) {
 					t.Fatalf("a secret leaked into the health report or log")
 				}
 			}
-			out, code2 := cli(t, b.environ, append(append([]string{"serve", "--network", "mainnet", "--http-listen-port", "0", "--metrics-enabled=false", "--data-dir", t.TempDir(), "--require-all-keys"}, good...), tc.flags...)...)
+			out, code2 := cli(t, b.environ, append(append([]string{"serve", "--network", "mainnet", "--http-listen-port", "0", "--metrics-enabled=false", "--data-dir", t.TempDir(), "--require-all-keys", "--init-slashing-protection"}, good...), tc.flags...)...)
 			if code2 != 1 || !strings.Contains(out, "--require-all-keys") {
 				t.Fatalf("--require-all-keys: exit %d\n%s", code2, out)
 			}

@@ -43,7 +43,7 @@ func BenchmarkSignAttestation(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			ctx := context.Background()
-			s, _ := fresh(b, postgres.Options{MaxConns: bc.maxConns})
+			s, _ := fresh(b, postgres.Options{Create: true, MaxConns: bc.maxConns})
 			epochs := make([]phase0.Epoch, bc.callers)
 			sign := func(c int) error {
 				epochs[c]++

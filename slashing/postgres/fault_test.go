@@ -26,7 +26,7 @@ func TestServerRestartUnderLoad(t *testing.T) {
 	}
 	ctx := context.Background()
 	url := pgtest.NewDatabase(t)
-	s := open(t, url, postgres.Options{ConnectTimeout: time.Second})
+	s := open(t, url, postgres.Options{Create: true, ConnectTimeout: time.Second})
 	const (
 		workers  = 16
 		deadline = 2 * time.Second
@@ -152,7 +152,7 @@ func TestServerRestartUnderLoad(t *testing.T) {
 // the transaction is recorded, and the store keeps working.
 func TestBackendKilledInsideTransaction(t *testing.T) {
 	ctx := context.Background()
-	s, url := fresh(t, postgres.Options{})
+	s, url := fresh(t, postgres.Options{Create: true})
 	if err := s.SignAttestation(ctx, att(1, 1, 2, 1)); err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +210,7 @@ func TestUnreachableServer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	t0 := time.Now()
-	_, err := postgres.Open(ctx, "postgres://postgres@127.0.0.1:1/x?sslmode=disable", postgres.Options{})
+	_, err := postgres.Open(ctx, "postgres://postgres@127.0.0.1:1/x?sslmode=disable", postgres.Options{Create: true})
 	if !errors.Is(err, slashing.ErrUnavailable) {
 		t.Fatalf("Open of an unreachable server = %v", err)
 	}
@@ -225,7 +225,7 @@ func TestUnreachableServer(t *testing.T) {
 // first signatures after the restart succeed on new connections.
 func TestIdleConnectionsAfterRestart(t *testing.T) {
 	ctx := context.Background()
-	s, _ := fresh(t, postgres.Options{MaxConns: 8})
+	s, _ := fresh(t, postgres.Options{Create: true, MaxConns: 8})
 	var wg sync.WaitGroup
 	for k := range 8 { // open several connections
 		wg.Add(1)

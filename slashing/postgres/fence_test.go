@@ -33,8 +33,8 @@ func countRecords(t testing.TB, url string) int {
 func TestFencing(t *testing.T) {
 	ctx := context.Background()
 	url := pgtest.NewDatabase(t)
-	old := open(t, url, postgres.Options{Term: 1})
-	leader := open(t, url, postgres.Options{Term: 1})
+	old := open(t, url, postgres.Options{Create: true, Term: 1})
+	leader := open(t, url, postgres.Options{Create: true, Term: 1})
 
 	const writers = 32
 	type result struct {
@@ -184,8 +184,8 @@ func TestFencing(t *testing.T) {
 func TestSetTermWaitsForWritesInFlight(t *testing.T) {
 	ctx := context.Background()
 	url := pgtest.NewDatabase(t)
-	old := open(t, url, postgres.Options{})
-	leader := open(t, url, postgres.Options{})
+	old := open(t, url, postgres.Options{Create: true})
+	leader := open(t, url, postgres.Options{Create: true})
 	if err := old.SignAttestation(ctx, att(1, 1, 2, 1)); err != nil {
 		t.Fatal(err)
 	}

@@ -27,7 +27,7 @@ var _ slashing.Maintainer = (*postgres.Store)(nil)
 
 func TestMaintenance(t *testing.T) {
 	slashingtest.RunMaintenance(t, func(t *testing.T) slashing.Store {
-		s, _ := fresh(t, postgres.Options{})
+		s, _ := fresh(t, postgres.Options{Create: true})
 		return s
 	})
 }
@@ -58,11 +58,11 @@ func dump(t testing.TB, url string) string {
 func TestMaintenanceFenced(t *testing.T) {
 	ctx := context.Background()
 	url := pgtest.NewDatabase(t)
-	old := open(t, url, postgres.Options{Term: 1})
-	leader := open(t, url, postgres.Options{Term: 1})
+	old := open(t, url, postgres.Options{Create: true, Term: 1})
+	leader := open(t, url, postgres.Options{Create: true, Term: 1})
 	emptyURL := pgtest.NewDatabase(t)
-	oldEmpty := open(t, emptyURL, postgres.Options{Term: 1})
-	leaderEmpty := open(t, emptyURL, postgres.Options{Term: 1})
+	oldEmpty := open(t, emptyURL, postgres.Options{Create: true, Term: 1})
+	leaderEmpty := open(t, emptyURL, postgres.Options{Create: true, Term: 1})
 
 	for e := uint64(0); e < 40; e++ {
 		if err := old.SignBlock(ctx, block(1, 8*e, 1)); err != nil {
@@ -199,7 +199,7 @@ func TestMaintenanceTakesKeyLocks(t *testing.T) {
 		}},
 	} {
 		t.Run(op.fn, func(t *testing.T) {
-			s, url := fresh(t, postgres.Options{})
+			s, url := fresh(t, postgres.Options{Create: true})
 			for k := 1; k <= 2; k++ {
 				for i := uint64(0); i < 3; i++ {
 					if err := s.SignBlock(ctx, block(k, i, 1)); err != nil {
@@ -244,7 +244,7 @@ func TestMaintenanceTakesKeyLocks(t *testing.T) {
 // queues behind it and is checked against the new high watermark.
 func TestSetHighWatermarkWaitsForWritesInFlight(t *testing.T) {
 	ctx := context.Background()
-	s, url := fresh(t, postgres.Options{})
+	s, url := fresh(t, postgres.Options{Create: true})
 	if err := s.SignAttestation(ctx, att(1, 1, 2, 1)); err != nil {
 		t.Fatal(err)
 	}
@@ -285,7 +285,7 @@ func TestSetHighWatermarkWaitsForWritesInFlight(t *testing.T) {
 // refusal names the high watermark.
 func TestHighWatermarkOrder(t *testing.T) {
 	ctx := context.Background()
-	s, _ := fresh(t, postgres.Options{})
+	s, _ := fresh(t, postgres.Options{Create: true})
 	if err := s.SignBlock(ctx, block(1, 1, 1)); err != nil {
 		t.Fatal(err)
 	}
@@ -332,7 +332,7 @@ func TestHighWatermarkOrder(t *testing.T) {
 // signatures accepted under it and refused by it are one request each.
 func TestOneRoundTripWithHighWatermark(t *testing.T) {
 	ctx := context.Background()
-	s, _ := fresh(t, postgres.Options{})
+	s, _ := fresh(t, postgres.Options{Create: true})
 	if err := s.SetHighWatermark(ctx, &slashing.HighWatermark{Slot: 100, Epoch: 10}); err != nil {
 		t.Fatal(err)
 	}
@@ -363,7 +363,7 @@ func TestOneRoundTripWithHighWatermark(t *testing.T) {
 // and histories near the top of the u64 range.
 func TestMaintenanceModel(t *testing.T) {
 	ctx := context.Background()
-	s, _ := fresh(t, postgres.Options{})
+	s, _ := fresh(t, postgres.Options{Create: true})
 	m := slashingtest.NewMemory()
 	rng := rand.New(rand.NewPCG(3076, 2026))
 	outcome := func(err error) string {
@@ -519,7 +519,7 @@ func TestPruneManyKeys(t *testing.T) {
 		t.Skip("slow")
 	}
 	ctx := context.Background()
-	s, _ := fresh(t, postgres.Options{})
+	s, _ := fresh(t, postgres.Options{Create: true})
 	m := slashingtest.NewMemory()
 	const keys, votes = 150, 300 // 45,000 votes, 44,700 of them pruned: several calls
 	for k := 1; k <= keys; k++ {
@@ -600,7 +600,7 @@ func TestUpgradeFromVersion1(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s := open(t, url, postgres.Options{Term: 7})
+	s := open(t, url, postgres.Options{Create: true, Term: 7})
 	if hw, err := s.HighWatermark(ctx); err != nil || hw != nil {
 		t.Fatalf("HighWatermark after the upgrade = %v, %v", hw, err)
 	}
@@ -656,7 +656,7 @@ func TestPruneEdges(t *testing.T) {
 		{KeepEpochs: math.MaxUint64, SlotsPerEpoch: math.MaxUint64},
 	} {
 		t.Run(fmt.Sprintf("keep=%d,spe=%d", opts.KeepEpochs, opts.SlotsPerEpoch), func(t *testing.T) {
-			s, _ := fresh(t, postgres.Options{})
+			s, _ := fresh(t, postgres.Options{Create: true})
 			m := slashingtest.NewMemory()
 			for _, h := range histories {
 				for _, st := range []slashing.Store{s, m} {
@@ -705,7 +705,7 @@ func TestPruneEdges(t *testing.T) {
 func TestMaintenanceConcurrent(t *testing.T) {
 	ctx := context.Background()
 	url := pgtest.NewDatabase(t)
-	stores := []*postgres.Store{open(t, url, postgres.Options{}), open(t, url, postgres.Options{})}
+	stores := []*postgres.Store{open(t, url, postgres.Options{Create: true}), open(t, url, postgres.Options{Create: true})}
 	const (
 		signers = 12
 		shared  = 4

@@ -32,14 +32,16 @@ const (
 	lockNamespaceAtt     = 1447493634
 )
 
-// Migrate brings the schema at url up to SchemaVersion and returns; it is
-// what `vigil slashing migrate` runs. Open runs it too unless
+// Migrate brings the schema at url up to SchemaVersion, creating it in an
+// empty database, and returns. MigrateWithOptions without Options.Create
+// refuses an empty database (slashing.ErrNotInitialized); that is what
+// `vigil slashing migrate` runs. Open runs it too unless
 // Options.DisableMigrations is set. Concurrent migrations by several
 // processes are serialised by a session-level advisory lock; the later ones
 // find the work done. A schema newer than this code is refused
 // (ErrSchemaTooNew), a schema holding other tables too (ErrForeignDatabase).
 func Migrate(ctx context.Context, url string) error {
-	return MigrateWithOptions(ctx, url, Options{})
+	return MigrateWithOptions(ctx, url, Options{Create: true})
 }
 
 // MigrateWithOptions is Migrate for a store opened with opts (Schema and the
@@ -58,6 +60,13 @@ func MigrateWithOptions(ctx context.Context, url string, opts Options) error {
 		return unavailable("connecting for migrations", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	if !opts.Create {
+		if v, err := schemaVersion(ctx, conn); err != nil {
+			return err
+		} else if v == 0 {
+			return notInitialized(cfg)
+		}
+	}
 	return migrate(ctx, conn, opts.Schema)
 }
 

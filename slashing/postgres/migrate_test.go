@@ -31,7 +31,7 @@ func TestConcurrentMigrations(t *testing.T) {
 				errs[i] = postgres.Migrate(ctx, url) // the CLI path races too
 				return
 			}
-			stores[i], errs[i] = postgres.Open(ctx, url, postgres.Options{})
+			stores[i], errs[i] = postgres.Open(ctx, url, postgres.Options{Create: true})
 		}()
 	}
 	close(start)
@@ -70,10 +70,10 @@ func TestOpenRefusesFutureSchema(t *testing.T) {
 	if _, err := sql(t, url).Exec(ctx, "UPDATE schema_version SET version = version + 1"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := postgres.Open(ctx, url, postgres.Options{}); !errors.Is(err, postgres.ErrSchemaTooNew) {
+	if _, err := postgres.Open(ctx, url, postgres.Options{Create: true}); !errors.Is(err, postgres.ErrSchemaTooNew) {
 		t.Fatalf("Open of a newer schema = %v, want ErrSchemaTooNew", err)
 	}
-	if _, err := postgres.Open(ctx, url, postgres.Options{DisableMigrations: true}); !errors.Is(err, postgres.ErrSchemaTooNew) {
+	if _, err := postgres.Open(ctx, url, postgres.Options{Create: true, DisableMigrations: true}); !errors.Is(err, postgres.ErrSchemaTooNew) {
 		t.Fatalf("Open (no migrations) of a newer schema = %v, want ErrSchemaTooNew", err)
 	}
 	if err := postgres.Migrate(ctx, url); !errors.Is(err, postgres.ErrSchemaTooNew) {
@@ -84,7 +84,7 @@ func TestOpenRefusesFutureSchema(t *testing.T) {
 func TestDisableMigrations(t *testing.T) {
 	ctx := context.Background()
 	url := pgtest.NewDatabase(t)
-	_, err := postgres.Open(ctx, url, postgres.Options{DisableMigrations: true})
+	_, err := postgres.Open(ctx, url, postgres.Options{Create: true, DisableMigrations: true})
 	if !errors.Is(err, postgres.ErrSchemaTooOld) || !errors.Is(err, slashing.ErrUnavailable) {
 		t.Fatalf("Open (no migrations) of an empty database = %v, want ErrSchemaTooOld", err)
 	}
@@ -95,7 +95,7 @@ func TestDisableMigrations(t *testing.T) {
 	if err := postgres.Migrate(ctx, url); err != nil {
 		t.Fatal(err)
 	}
-	s := open(t, url, postgres.Options{DisableMigrations: true})
+	s := open(t, url, postgres.Options{Create: true, DisableMigrations: true})
 	if err := s.SignBlock(ctx, block(1, 1, 1)); err != nil {
 		t.Fatal(err)
 	}
@@ -107,11 +107,11 @@ func TestOpenRefusesForeignDatabase(t *testing.T) {
 	if _, err := sql(t, url).Exec(ctx, "CREATE TABLE validators (id serial PRIMARY KEY, public_key bytea)"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := postgres.Open(ctx, url, postgres.Options{}); !errors.Is(err, postgres.ErrForeignDatabase) {
+	if _, err := postgres.Open(ctx, url, postgres.Options{Create: true}); !errors.Is(err, postgres.ErrForeignDatabase) {
 		t.Fatalf("Open of a foreign schema = %v, want ErrForeignDatabase", err)
 	}
 	// The same database works with a schema of Vigil's own.
-	s := open(t, url, postgres.Options{Schema: "vigil"})
+	s := open(t, url, postgres.Options{Create: true, Schema: "vigil"})
 	if err := s.SignBlock(ctx, block(1, 1, 1)); err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +124,7 @@ func TestOpenValidatesOptions(t *testing.T) {
 			t.Fatalf("Open accepted %+v", o)
 		}
 	}
-	if _, err := postgres.Open(ctx, "postgres://%zz", postgres.Options{}); err == nil {
+	if _, err := postgres.Open(ctx, "postgres://%zz", postgres.Options{Create: true}); err == nil {
 		t.Fatal("Open accepted a malformed URL")
 	}
 }
@@ -133,7 +133,7 @@ func TestOpenValidatesOptions(t *testing.T) {
 // TRUNCATE (a lost key row would lose the key's history).
 func TestHistoryIsNeverDeleted(t *testing.T) {
 	ctx := context.Background()
-	s, url := fresh(t, postgres.Options{})
+	s, url := fresh(t, postgres.Options{Create: true})
 	if err := s.SignBlock(ctx, block(1, 1, 1)); err != nil {
 		t.Fatal(err)
 	}

@@ -58,7 +58,7 @@ func sql(t testing.TB, url string) *pgx.Conn {
 
 func TestConformance(t *testing.T) {
 	slashingtest.Run(t, func(t *testing.T) slashing.Store {
-		s, _ := fresh(t, postgres.Options{})
+		s, _ := fresh(t, postgres.Options{Create: true})
 		return s
 	})
 }
@@ -74,13 +74,13 @@ func TestConformanceInSchema(t *testing.T) {
 		n++
 		schema := "Vigil Schema " + string(rune('a'+n))
 		mu.Unlock()
-		return open(t, url, postgres.Options{Schema: schema})
+		return open(t, url, postgres.Options{Create: true, Schema: schema})
 	})
 }
 
 func TestInterchangeVectors(t *testing.T) {
 	n := slashingtest.RunInterchangeVectors(t, vectorsDir(), func(t *testing.T) slashing.Store {
-		s, _ := fresh(t, postgres.Options{})
+		s, _ := fresh(t, postgres.Options{Create: true})
 		return s
 	})
 	t.Logf("%d interchange cases passed", n)
@@ -108,7 +108,7 @@ func mustRefuse(t testing.TB, err error, reason slashing.Reason) {
 // one request to the server, also after the connection sat idle.
 func TestOneRoundTripPerSignature(t *testing.T) {
 	ctx := context.Background()
-	s, _ := fresh(t, postgres.Options{})
+	s, _ := fresh(t, postgres.Options{Create: true})
 	// Warm-up: Open already set up one connection (startup, prepare).
 	if err := s.SignBlock(ctx, block(1, 1, 1)); err != nil {
 		t.Fatal(err)
@@ -174,7 +174,7 @@ func TestIsolationLevel(t *testing.T) {
 	if _, err := conn.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{conn.Config().Database}.Sanitize()+" SET default_transaction_isolation = 'repeatable read'"); err != nil {
 		t.Fatal(err)
 	}
-	s := open(t, url, postgres.Options{})
+	s := open(t, url, postgres.Options{Create: true})
 	if err := s.SignBlock(ctx, block(1, 1, 1)); err != nil {
 		t.Fatal(err)
 	}

@@ -27,8 +27,8 @@ func TestRaceTwoInstances(t *testing.T) {
 	ctx := context.Background()
 	url := pgtest.NewDatabase(t)
 	stores := []*postgres.Store{
-		open(t, url, postgres.Options{MaxConns: 16}),
-		open(t, url, postgres.Options{MaxConns: 16}),
+		open(t, url, postgres.Options{Create: true, MaxConns: 16}),
+		open(t, url, postgres.Options{Create: true, MaxConns: 16}),
 	}
 	const (
 		workers = 64

@@ -48,6 +48,12 @@ type Options struct {
 	// schema fails with ErrSchemaTooOld, a newer one with ErrSchemaTooNew):
 	// for deployments that run `vigil slashing migrate` as a separate step.
 	DisableMigrations bool
+	// Create lets Open (and MigrateWithOptions) create the schema in a
+	// database that holds none yet. Without it an empty database is refused
+	// with slashing.ErrNotInitialized: a mistyped database name must not
+	// become a fresh, empty slashing history (vigil serve
+	// --init-slashing-protection, vigil slashing init).
+	Create bool
 }
 
 // Validate reports the first bad field.
@@ -109,7 +115,30 @@ type Store struct {
 	closed    atomic.Bool
 	closeOnce sync.Once
 
+	created bool // Open created the schema
+
 	roundTrips, signs, recorded, refused, fencedN atomic.Uint64
+}
+
+// notInitialized is ErrNotInitialized naming the database (never its password).
+func notInitialized(c *pgx.ConnConfig) error {
+	return fmt.Errorf("%w: database %q on %s:%d holds no Vigil schema (is the database name right?)", slashing.ErrNotInitialized, c.Database, c.Host, c.Port)
+}
+
+// Created reports whether Open created the schema.
+func (s *Store) Created() bool { return s.created }
+
+// Summary counts the records the database holds.
+func (s *Store) Summary(ctx context.Context) (slashing.Summary, error) {
+	sum := slashing.Summary{Created: s.created}
+	err := s.pool.QueryRow(ctx, `SELECT
+		(SELECT count(*) FROM validators),
+		(SELECT count(*) FROM signed_blocks),
+		(SELECT count(*) FROM signed_attestations)`).Scan(&sum.Validators, &sum.Blocks, &sum.Attestations)
+	if err != nil {
+		return sum, unavailable("counting records", err)
+	}
+	return sum, nil
 }
 
 // Prepared statement names (prepared on every new connection, so that a
@@ -199,14 +228,18 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, unavailable("connecting", err)
 	}
-	if opts.DisableMigrations {
-		var v int
-		if v, err = schemaVersion(ctx, conn); err == nil {
-			if err = checkVersion(v); err == nil && v < SchemaVersion {
-				err = fmt.Errorf("%w: the database has schema version %d, this Vigil needs %d", ErrSchemaTooOld, v, SchemaVersion)
-			}
+	var v int
+	v, err = schemaVersion(ctx, conn)
+	switch {
+	case err != nil:
+	case v == 0 && !opts.Create:
+		err = notInitialized(pcfg.ConnConfig)
+	case opts.DisableMigrations:
+		if err = checkVersion(v); err == nil && v < SchemaVersion {
+			err = fmt.Errorf("%w: the database has schema version %d, this Vigil needs %d", ErrSchemaTooOld, v, SchemaVersion)
 		}
-	} else {
+	default:
+		s.created = v == 0
 		err = migrate(ctx, conn, opts.Schema)
 	}
 	_ = conn.Close(context.WithoutCancel(ctx))
@@ -500,59 +533,11 @@ func (s *Store) SetEnabled(ctx context.Context, pubkey phase0.BLSPubKey, enabled
 	return fmt.Errorf("%w: postgres: set enabled: unknown verdict %d", slashing.ErrUnavailable, code)
 }
 
-// ImportValidator merges one validator's history in one transaction (one
-// call of vigil_import_validator): slashing.MergeBlock/MergeAttestation
-// semantics written in SQL, low watermarks from slashing.ImportWatermarks
-// set only where the key has none, the genesis root pinned if none.
+// ImportValidator merges one validator's history in one transaction: a
+// one-chunk ImportChunk (import.go).
 func (s *Store) ImportValidator(ctx context.Context, gvr phase0.Root, h slashing.ValidatorHistory) error {
-	if err := s.enter(ctx, "import"); err != nil {
-		return err
-	}
-	slots := make([]int64, len(h.SignedBlocks))
-	blockRoots := make([][]byte, len(h.SignedBlocks))
-	for i, b := range h.SignedBlocks {
-		slots[i] = enc(uint64(b.Slot))
-		blockRoots[i] = rootArg(b.SigningRoot)
-	}
-	sources := make([]int64, len(h.SignedAttestations))
-	targets := make([]int64, len(h.SignedAttestations))
-	attRoots := make([][]byte, len(h.SignedAttestations))
-	for i, a := range h.SignedAttestations {
-		sources[i] = enc(uint64(a.SourceEpoch))
-		targets[i] = enc(uint64(a.TargetEpoch))
-		attRoots[i] = rootArg(a.SigningRoot)
-	}
-	var lwSlot, lwSource, lwTarget *int64
-	lw := slashing.ImportWatermarks(h)
-	if lw.Slot != nil {
-		v := enc(uint64(*lw.Slot))
-		lwSlot = &v
-	}
-	if w := lw.Attestation; w != nil {
-		src, tgt := enc(uint64(w.Source)), enc(uint64(w.Target))
-		lwSource, lwTarget = &src, &tgt
-	}
-	term := s.term.Load()
-	var code int16
-	var current *int64
-	var pinned []byte
-	err := s.pool.QueryRow(ctx, `SELECT verdict, x1, xroot FROM vigil_import_validator($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-		term, gvr[:], h.Pubkey[:], slots, blockRoots, sources, targets, attRoots, lwSlot, lwSource, lwTarget).
-		Scan(&code, &current, &pinned)
-	if err != nil {
-		return unavailable("import", err)
-	}
-	switch code {
-	case verdictRecord:
-		s.noteGVR(gvr)
-		return nil
-	case verdictFenced:
-		s.fencedN.Add(1)
-		return fenced("import", term, deref(current))
-	case verdictGVR:
-		return fmt.Errorf("%w: genesis validators root %#x does not match the database's %#x", slashing.ErrInterchange, gvr[:], pinned)
-	}
-	return fmt.Errorf("%w: postgres: import: unknown verdict %d", slashing.ErrUnavailable, code)
+	return s.ImportChunk(ctx, gvr, slashing.ImportChunk{Pubkey: h.Pubkey, First: true, Last: true,
+		SignedBlocks: h.SignedBlocks, SignedAttestations: h.SignedAttestations, Watermarks: slashing.ImportWatermarks(h)})
 }
 
 // SetTerm makes term the database's fencing term and the term this store

@@ -23,6 +23,9 @@ type Memory struct {
 	gvr    *phase0.Root
 	high   *slashing.HighWatermark
 	keys   map[phase0.BLSPubKey]*memKey
+	// importing holds the import markers of keys whose chunked import is in
+	// progress (see slashing.ChunkImporter).
+	importing map[phase0.BLSPubKey]*memImport
 }
 
 type memKey struct {
@@ -33,8 +36,9 @@ type memKey struct {
 }
 
 var (
-	_ slashing.Store      = (*Memory)(nil)
-	_ slashing.Maintainer = (*Memory)(nil)
+	_ slashing.Store         = (*Memory)(nil)
+	_ slashing.Maintainer    = (*Memory)(nil)
+	_ slashing.ChunkImporter = (*Memory)(nil)
 )
 
 // NewMemory returns an empty in-memory store.
@@ -167,6 +171,7 @@ func (m *Memory) ImportValidator(ctx context.Context, gvr phase0.Root, h slashin
 	}
 	m.pin(gvr)
 	k := m.key(h.Pubkey)
+	m.endImport(h.Pubkey, k) // a marker left by an interrupted import of the key
 	for _, b := range h.SignedBlocks {
 		if e, ok := k.blocks[b.Slot]; ok {
 			b = slashing.MergeBlock(e, b)
@@ -229,6 +234,10 @@ func (m *Memory) SetEnabled(ctx context.Context, pubkey phase0.BLSPubKey, enable
 		return err
 	}
 	defer m.mu.Unlock()
+	if mi := m.importing[pubkey]; mi != nil {
+		mi.wasEnabled = enabled // applied when the import completes; disabled meanwhile
+		return nil
+	}
 	m.key(pubkey).disabled = !enabled
 	return nil
 }

@@ -35,7 +35,7 @@ func BenchmarkSignAttestation(b *testing.B) {
 	}{{"grouped", 0}, {"ungrouped", 1}} {
 		b.Run(bc.name, func(b *testing.B) {
 			ctx := context.Background()
-			s, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "bench.db"), sqlite.Options{MaxBatch: bc.maxBatch})
+			s, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "bench.db"), sqlite.Options{Create: true, MaxBatch: bc.maxBatch})
 			if err != nil {
 				b.Fatal(err)
 			}

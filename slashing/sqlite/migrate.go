@@ -104,3 +104,23 @@ func migrateOne(ctx context.Context, db *sql.DB) (done bool, err error) {
 	}
 	return false, nil
 }
+
+// schemaVersion reads the schema version without changing anything: 0 for a file that holds no
+// schema yet.
+func schemaVersion(ctx context.Context, db *sql.DB) (int, error) {
+	var has int
+	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'").Scan(&has); err != nil {
+		return 0, classifyOpenError("reading the schema", err)
+	}
+	if has == 0 {
+		return 0, nil
+	}
+	var v int
+	switch err := db.QueryRowContext(ctx, "SELECT version FROM schema_version WHERE id = 1").Scan(&v); {
+	case err == sql.ErrNoRows:
+		return 0, nil
+	case err != nil:
+		return 0, classifyOpenError("reading schema_version", err)
+	}
+	return v, nil
+}

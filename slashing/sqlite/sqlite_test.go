@@ -36,22 +36,22 @@ func openTemp(t *testing.T, opts sqlite.Options) *sqlite.Store {
 }
 
 func TestConformance(t *testing.T) {
-	slashingtest.Run(t, func(t *testing.T) slashing.Store { return openTemp(t, sqlite.Options{}) })
+	slashingtest.Run(t, func(t *testing.T) slashing.Store { return openTemp(t, sqlite.Options{Create: true}) })
 }
 
 func TestConformanceWithoutGroupCommit(t *testing.T) {
-	slashingtest.Run(t, func(t *testing.T) slashing.Store { return openTemp(t, sqlite.Options{MaxBatch: 1}) })
+	slashingtest.Run(t, func(t *testing.T) slashing.Store { return openTemp(t, sqlite.Options{Create: true, MaxBatch: 1}) })
 }
 
 func TestInterchangeVectors(t *testing.T) {
-	n := slashingtest.RunInterchangeVectors(t, vectorsDir(), func(t *testing.T) slashing.Store { return openTemp(t, sqlite.Options{}) })
+	n := slashingtest.RunInterchangeVectors(t, vectorsDir(), func(t *testing.T) slashing.Store { return openTemp(t, sqlite.Options{Create: true}) })
 	t.Logf("%d interchange cases passed", n)
 }
 
 func TestReopenKeepsHistory(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "s.db")
-	s, err := sqlite.Open(ctx, path, sqlite.Options{})
+	s, err := sqlite.Open(ctx, path, sqlite.Options{Create: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +65,7 @@ func TestReopenKeepsHistory(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s, err = sqlite.Open(ctx, path, sqlite.Options{})
+	s, err = sqlite.Open(ctx, path, sqlite.Options{Create: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func TestOpenRefusesCorruptFiles(t *testing.T) {
 	if err := os.WriteFile(garbage, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err := sqlite.Open(ctx, garbage, sqlite.Options{})
+	_, err := sqlite.Open(ctx, garbage, sqlite.Options{Create: true})
 	if !errors.Is(err, sqlite.ErrCorrupt) || !errors.Is(err, slashing.ErrUnavailable) {
 		t.Fatalf("garbage file: got %v, want ErrCorrupt", err)
 	}
@@ -103,7 +103,7 @@ func TestOpenRefusesCorruptFiles(t *testing.T) {
 
 	// A real database, truncated.
 	path := filepath.Join(dir, "truncated.db")
-	s, err := sqlite.Open(ctx, path, sqlite.Options{})
+	s, err := sqlite.Open(ctx, path, sqlite.Options{Create: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +123,7 @@ func TestOpenRefusesCorruptFiles(t *testing.T) {
 	if err := os.Truncate(path, fi.Size()/2); err != nil {
 		t.Fatal(err)
 	}
-	_, err = sqlite.Open(ctx, path, sqlite.Options{})
+	_, err = sqlite.Open(ctx, path, sqlite.Options{Create: true})
 	if !errors.Is(err, sqlite.ErrCorrupt) {
 		t.Fatalf("truncated file (%d of %d bytes): got %v, want ErrCorrupt", fi.Size()/2, fi.Size(), err)
 	}
@@ -131,7 +131,7 @@ func TestOpenRefusesCorruptFiles(t *testing.T) {
 
 	// Overwritten header.
 	path2 := filepath.Join(dir, "header.db")
-	s, err = sqlite.Open(ctx, path2, sqlite.Options{})
+	s, err = sqlite.Open(ctx, path2, sqlite.Options{Create: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +144,7 @@ func TestOpenRefusesCorruptFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
-	if _, err := sqlite.Open(ctx, path2, sqlite.Options{}); !errors.Is(err, sqlite.ErrCorrupt) {
+	if _, err := sqlite.Open(ctx, path2, sqlite.Options{Create: true}); !errors.Is(err, sqlite.ErrCorrupt) {
 		t.Fatalf("overwritten header: got %v, want ErrCorrupt", err)
 	}
 }
@@ -167,13 +167,13 @@ func rawExec(t *testing.T, path string, stmts ...string) {
 func TestOpenRefusesFutureSchema(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "future.db")
-	s, err := sqlite.Open(ctx, path, sqlite.Options{})
+	s, err := sqlite.Open(ctx, path, sqlite.Options{Create: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	_ = s.Close()
 	rawExec(t, path, fmt.Sprintf("UPDATE schema_version SET version = %d", sqlite.SchemaVersion+1))
-	_, err = sqlite.Open(ctx, path, sqlite.Options{})
+	_, err = sqlite.Open(ctx, path, sqlite.Options{Create: true})
 	if !errors.Is(err, sqlite.ErrSchemaTooNew) {
 		t.Fatalf("future schema: got %v, want ErrSchemaTooNew", err)
 	}
@@ -183,17 +183,17 @@ func TestOpenRefusesFutureSchema(t *testing.T) {
 func TestOpenRefusesForeignDatabase(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "other.db")
 	rawExec(t, path, "CREATE TABLE accounts (id INTEGER PRIMARY KEY)")
-	_, err := sqlite.Open(context.Background(), path, sqlite.Options{})
+	_, err := sqlite.Open(context.Background(), path, sqlite.Options{Create: true})
 	if !errors.Is(err, sqlite.ErrForeignDatabase) {
 		t.Fatalf("foreign database: got %v, want ErrForeignDatabase", err)
 	}
 }
 
 func TestOpenValidatesOptions(t *testing.T) {
-	if _, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "x.db"), sqlite.Options{MaxBatch: -1}); err == nil {
+	if _, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "x.db"), sqlite.Options{Create: true, MaxBatch: -1}); err == nil {
 		t.Fatal("negative MaxBatch accepted")
 	}
-	if _, err := sqlite.Open(context.Background(), t.TempDir(), sqlite.Options{}); err == nil {
+	if _, err := sqlite.Open(context.Background(), t.TempDir(), sqlite.Options{Create: true}); err == nil {
 		t.Fatal("a directory was accepted as the database file")
 	}
 }
@@ -203,7 +203,7 @@ func TestOpenValidatesOptions(t *testing.T) {
 func TestLockedDatabaseIsUnavailable(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "locked.db")
-	s, err := sqlite.Open(ctx, path, sqlite.Options{BusyTimeout: 100 * time.Millisecond})
+	s, err := sqlite.Open(ctx, path, sqlite.Options{Create: true, BusyTimeout: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +236,7 @@ func TestLockedDatabaseIsUnavailable(t *testing.T) {
 
 // Group commit really groups: concurrent signers share commits.
 func TestGroupCommitBatches(t *testing.T) {
-	s := openTemp(t, sqlite.Options{})
+	s := openTemp(t, sqlite.Options{Create: true})
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	var failed atomic.Int32
@@ -269,7 +269,7 @@ func TestGroupCommitBatches(t *testing.T) {
 func TestFailingRequestDoesNotFailItsBatch(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "poison.db")
-	s, err := sqlite.Open(ctx, path, sqlite.Options{})
+	s, err := sqlite.Open(ctx, path, sqlite.Options{Create: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,12 +311,12 @@ func TestFailingRequestDoesNotFailItsBatch(t *testing.T) {
 func TestTwoStoresShareOneFile(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "shared.db")
-	a, err := sqlite.Open(ctx, path, sqlite.Options{})
+	a, err := sqlite.Open(ctx, path, sqlite.Options{Create: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	b, err := sqlite.Open(ctx, path, sqlite.Options{})
+	b, err := sqlite.Open(ctx, path, sqlite.Options{Create: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -354,5 +354,5 @@ func TestTwoStoresShareOneFile(t *testing.T) {
 }
 
 func TestMaintenance(t *testing.T) {
-	slashingtest.RunMaintenance(t, func(t *testing.T) slashing.Store { return openTemp(t, sqlite.Options{}) })
+	slashingtest.RunMaintenance(t, func(t *testing.T) slashing.Store { return openTemp(t, sqlite.Options{Create: true}) })
 }

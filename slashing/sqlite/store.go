@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/attestantio/go-eth2-client/spec/phase0"
@@ -33,6 +35,13 @@ type Options struct {
 	// ReadConnections is the size of the read-only connection pool used by
 	// GenesisValidatorsRoot, ExportValidators and Ping (default 4).
 	ReadConnections int
+	// Create makes Open create the database when the file does not exist or
+	// holds no schema yet (a zero-byte file). Without it such a database is
+	// refused with slashing.ErrNotInitialized: a slashing database that
+	// silently starts empty forgets every signature made before, so creating
+	// one is an explicit decision (vigil serve --init-slashing-protection,
+	// vigil slashing init). New files are created with mode 0600.
+	Create bool
 	// SkipIntegrityCheck skips SQLite's quick_check at Open. The check reads
 	// the whole file (about a second per few hundred MB); skip it only where
 	// startup time matters more than finding a damaged file early.
@@ -93,8 +102,17 @@ type Store struct {
 
 	gvr atomic.Pointer[phase0.Root] // pinned root, once known
 
+	// file is the database file as opened: every commit and every Ping check that the path
+	// still names it (checkFile), so a file deleted or replaced while open fails closed.
+	file    os.FileInfo
+	created bool                       // Open created the database
+	writeOK atomic.Pointer[writeState] // outcome of the last write (health)
+
 	commits, signRequests, recorded atomic.Uint64
 }
+
+// writeState is the outcome of the latest write transaction; err nil: it succeeded.
+type writeState struct{ err error }
 
 // Open opens (creating if needed) the database at path, checks that it is a
 // healthy Vigil database, runs the embedded migrations, and starts the writer.
@@ -110,8 +128,9 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
-	if fi, err := os.Stat(abs); err == nil && fi.IsDir() {
-		return nil, fmt.Errorf("sqlite: %s is a directory", abs)
+	created, err := prepareFile(abs, opts.Create)
+	if err != nil {
+		return nil, err
 	}
 	base := "file:" + (&url.URL{Path: abs}).EscapedPath()
 	busy := fmt.Sprintf("_busy_timeout=%d", opts.BusyTimeout.Milliseconds())
@@ -123,7 +142,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	wdb.SetMaxIdleConns(1)
 	wdb.SetConnMaxLifetime(0)
 	wdb.SetConnMaxIdleTime(0)
-	s := &Store{path: abs, opts: opts, wdb: wdb}
+	s := &Store{path: abs, opts: opts, wdb: wdb, created: created}
 	if err := s.open(ctx, base, busy); err != nil {
 		_ = wdb.Close()
 		if s.rdb != nil {
@@ -159,6 +178,13 @@ func (s *Store) open(ctx context.Context, base, busy string) error {
 	if err := checkOwnership(ctx, s.wdb); err != nil {
 		return err
 	}
+	if !s.opts.Create {
+		if v, err := schemaVersion(ctx, s.wdb); err != nil {
+			return err
+		} else if v == 0 {
+			return fmt.Errorf("%w: %s exists but holds no slashing-protection schema (an empty file)", slashing.ErrNotInitialized, s.path)
+		}
+	}
 	if !s.opts.SkipIntegrityCheck {
 		if err := quickCheck(ctx, s.wdb); err != nil {
 			return err
@@ -185,7 +211,92 @@ func (s *Store) open(ctx context.Context, base, busy string) error {
 	} else if ok {
 		s.gvr.Store(&root)
 	}
+	fi, err := os.Stat(s.path)
+	if err != nil {
+		return unavailable("stat", err)
+	}
+	s.file = fi
 	return nil
+}
+
+// prepareFile checks the database file before SQLite opens it: a missing file is created (mode
+// 0600) only when create is set; a directory, a file this process may not write (SQLite would
+// open it read-only and fail every write later) or a directory it may not write (the WAL and
+// shared-memory files live beside the database) is refused, naming the cause.
+func prepareFile(path string, create bool) (created bool, err error) {
+	dir := filepath.Dir(path)
+	fi, err := os.Stat(path)
+	switch {
+	case err == nil && fi.IsDir():
+		return false, fmt.Errorf("sqlite: %s is a directory", path)
+	case err == nil:
+		if err := syscall.Access(path, 2 /* W_OK */); err != nil {
+			return false, fmt.Errorf("%w: %s is not writable (%v): Vigil records every signature before releasing it, so it cannot run on a read-only database", slashing.ErrUnavailable, path, err)
+		}
+	case errors.Is(err, fs.ErrNotExist):
+		if _, derr := os.Stat(dir); derr != nil {
+			return false, fmt.Errorf("%w: database directory %s: %w", slashing.ErrUnavailable, dir, derr)
+		}
+		if !create {
+			return false, fmt.Errorf("%w: no slashing-protection database at %s", slashing.ErrNotInitialized, path)
+		}
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return false, fmt.Errorf("%w: creating %s: %w", slashing.ErrUnavailable, path, err)
+		}
+		if err := f.Close(); err != nil {
+			return false, fmt.Errorf("%w: creating %s: %w", slashing.ErrUnavailable, path, err)
+		}
+		created = true
+	default: // permission denied on a parent directory, I/O error: say so, not "no such file"
+		return false, fmt.Errorf("%w: %s: %w", slashing.ErrUnavailable, path, err)
+	}
+	if err := syscall.Access(dir, 2|1 /* W_OK|X_OK */); err != nil {
+		return false, fmt.Errorf("%w: database directory %s is not writable (%v): SQLite keeps its write-ahead log beside the database", slashing.ErrUnavailable, dir, err)
+	}
+	return created, nil
+}
+
+// checkFile reports an error when the path no longer names the file this store opened: it was
+// deleted, or replaced by another file (a restored copy, a new empty file). Writes would then go
+// to a file nobody will open again, so the store fails closed until Vigil is restarted on the
+// right file.
+func (s *Store) checkFile() error {
+	fi, err := os.Stat(s.path)
+	if err != nil {
+		return fmt.Errorf("%w: database file %s is gone (%v): restore it and restart Vigil; nothing is signed meanwhile", slashing.ErrUnavailable, s.path, err)
+	}
+	if !os.SameFile(fi, s.file) {
+		return fmt.Errorf("%w: database file %s was replaced by another file while open: restart Vigil to open it; nothing is signed meanwhile", slashing.ErrUnavailable, s.path)
+	}
+	return nil
+}
+
+// noteWrite records the outcome of a write for Ping (health tells the truth about writability).
+func (s *Store) noteWrite(err error) {
+	if err == nil {
+		if p := s.writeOK.Load(); p == nil || p.err == nil {
+			return // already healthy: no allocation on the hot path
+		}
+	}
+	s.writeOK.Store(&writeState{err: err})
+}
+
+// Created reports whether Open created the database.
+func (s *Store) Created() bool { return s.created }
+
+// Summary counts the records the database holds.
+func (s *Store) Summary(ctx context.Context) (slashing.Summary, error) {
+	var sum slashing.Summary
+	err := s.rdb.QueryRowContext(ctx, `SELECT
+		(SELECT count(*) FROM validators),
+		(SELECT count(*) FROM signed_blocks),
+		(SELECT count(*) FROM signed_attestations)`).Scan(&sum.Validators, &sum.Blocks, &sum.Attestations)
+	if err != nil {
+		return sum, unavailable("counting records", err)
+	}
+	sum.Created = s.created
+	return sum, nil
 }
 
 func quickCheck(ctx context.Context, db *sql.DB) error {
@@ -239,9 +350,17 @@ func (s *Store) Ping(ctx context.Context) error {
 	if s.closed.Load() {
 		return unavailable("ping", errClosed)
 	}
+	if err := s.checkFile(); err != nil {
+		return err
+	}
 	var one int
 	if err := s.rdb.QueryRowContext(ctx, "SELECT 1 FROM schema_version").Scan(&one); err != nil {
 		return unavailable("ping", err)
+	}
+	if w := s.writeOK.Load(); w != nil && w.err != nil {
+		// The last write failed (disk full, I/O error): reads still work, but signing does not.
+		// Stay DOWN until a write succeeds again (every sign request tries one).
+		return fmt.Errorf("%w: the last write failed (%v); DOWN until a write succeeds", slashing.ErrUnavailable, w.err)
 	}
 	return nil
 }
@@ -283,66 +402,19 @@ func (s *Store) SignAttestation(ctx context.Context, a slashing.Attestation) err
 }
 
 // SetEnabled enables or disables signing for a key (registering it if new).
+// During a chunked import of the key it records the flag for the import's
+// end instead (import.go).
 func (s *Store) SetEnabled(ctx context.Context, pubkey phase0.BLSPubKey, enabled bool) error {
 	return s.submit(ctx, &request{ctx: ctx, exclusive: func(ctx context.Context, tx *sql.Tx) error {
-		_, err := tx.StmtContext(ctx, s.st.setEnabled).ExecContext(ctx, pubkey[:], enabled)
-		return err
+		return s.setEnabled(ctx, tx, pubkey, enabled)
 	}})
 }
 
-// ImportValidator merges one validator's history in one transaction.
-// Blocks and votes are upserted with slashing.MergeBlock/MergeAttestation
-// semantics (written in SQL); low watermarks come from
-// slashing.ImportWatermarks and are set only where the key has none.
+// ImportValidator merges one validator's history in one transaction (a
+// one-chunk import, see import.go).
 func (s *Store) ImportValidator(ctx context.Context, gvr phase0.Root, h slashing.ValidatorHistory) error {
-	var pinned bool
-	err := s.submit(ctx, &request{ctx: ctx, exclusive: func(ctx context.Context, tx *sql.Tx) error {
-		var stored []byte
-		switch err := tx.StmtContext(ctx, s.st.getGVR).QueryRowContext(ctx).Scan(&stored); {
-		case err == sql.ErrNoRows:
-			if _, err := tx.StmtContext(ctx, s.st.pinGVR).ExecContext(ctx, gvr[:]); err != nil {
-				return err
-			}
-			pinned = true
-		case err != nil:
-			return err
-		case phase0.Root(stored) != gvr:
-			return fmt.Errorf("%w: genesis validators root %#x does not match the database's %#x", slashing.ErrInterchange, gvr[:], stored)
-		}
-		id, _, err := s.validator(ctx, tx, h.Pubkey)
-		if err != nil {
-			return err
-		}
-		ib := tx.StmtContext(ctx, s.st.importBlock)
-		for _, b := range h.SignedBlocks {
-			if _, err := ib.ExecContext(ctx, id, enc(uint64(b.Slot)), rootArg(b.SigningRoot)); err != nil {
-				return err
-			}
-		}
-		ia := tx.StmtContext(ctx, s.st.importAttestation)
-		for _, a := range h.SignedAttestations {
-			if _, err := ia.ExecContext(ctx, id, enc(uint64(a.TargetEpoch)), enc(uint64(a.SourceEpoch)), rootArg(a.SigningRoot)); err != nil {
-				return err
-			}
-		}
-		lw := slashing.ImportWatermarks(h)
-		if lw.Slot != nil {
-			if _, err := tx.StmtContext(ctx, s.st.setBlockLW).ExecContext(ctx, id, enc(uint64(*lw.Slot))); err != nil {
-				return err
-			}
-		}
-		if w := lw.Attestation; w != nil {
-			if _, err := tx.StmtContext(ctx, s.st.setAttLW).ExecContext(ctx, id, enc(uint64(w.Source)), enc(uint64(w.Target))); err != nil {
-				return err
-			}
-		}
-		return nil
-	}})
-	if err == nil && pinned {
-		r := gvr
-		s.gvr.CompareAndSwap(nil, &r)
-	}
-	return err
+	return s.ImportChunk(ctx, gvr, slashing.ImportChunk{Pubkey: h.Pubkey, First: true, Last: true,
+		SignedBlocks: h.SignedBlocks, SignedAttestations: h.SignedAttestations, Watermarks: slashing.ImportWatermarks(h)})
 }
 
 // ExportValidators calls fn for each validator with history (or with a low

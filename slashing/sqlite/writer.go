@@ -123,10 +123,14 @@ func (s *Store) runExclusive(r *request) {
 			return err
 		}
 		if err := tx.Commit(); err != nil {
+			s.noteWrite(err)
 			return err
 		}
 		s.commits.Add(1)
-		return nil
+		// Committed to the file we opened: make sure that is still the file at our path.
+		err = s.checkFile()
+		s.noteWrite(err)
+		return err
 	}()
 	if err != nil && !errors.Is(err, slashing.ErrInterchange) && !errors.Is(err, slashing.ErrSlashable) {
 		err = unavailable("write transaction", err)
@@ -151,6 +155,14 @@ func (s *Store) runBatch(batch []*request) {
 	}
 	for len(live) > 0 {
 		failed, err := s.signTx(live)
+		if err == nil {
+			// The records are committed to the file this store opened. If that file is no
+			// longer the one at its path (deleted, replaced by a copy), they would be lost at
+			// the next start: release nothing.
+			err = s.checkFile()
+			failed = -1
+		}
+		s.noteWrite(err)
 		if err == nil {
 			for _, r := range live {
 				r.done <- r.verdict

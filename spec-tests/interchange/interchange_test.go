@@ -49,14 +49,14 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 func stores() []store {
 	return []store{
 		{"postgres", func(t *testing.T) slashing.Store {
-			s, err := postgres.Open(context.Background(), pgtest.NewDatabase(t), postgres.Options{})
+			s, err := postgres.Open(context.Background(), pgtest.NewDatabase(t), postgres.Options{Create: true})
 			if err != nil {
 				t.Fatal(err)
 			}
 			return s
 		}},
 		{"sqlite", func(t *testing.T) slashing.Store {
-			s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "slashing.db"), sqlite.Options{})
+			s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "slashing.db"), sqlite.Options{Create: true})
 			if err != nil {
 				t.Fatal(err)
 			}

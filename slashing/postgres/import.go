@@ -1,0 +1,87 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/attestantio/go-eth2-client/spec/phase0"
+
+	"github.com/vigil-signer/vigil/slashing"
+)
+
+var _ slashing.ChunkImporter = (*Store)(nil)
+
+// verdictImportConflict: a later chunk whose import no longer owns the key's marker.
+const verdictImportConflict = 11
+
+// ImportChunk merges one chunk of a validator entry in one transaction (one
+// call of vigil_import_chunk, migration 0004): slashing.MergeBlock /
+// MergeAttestation semantics written in SQL, the import marker of package
+// slashing's "Chunked imports" written, checked or cleared under the key's
+// two advisory locks (so serialised with its signatures), and with the last
+// chunk the entry's low watermarks set where the key has none and the
+// genesis root pinned if none. It is a write at the store's term.
+func (s *Store) ImportChunk(ctx context.Context, gvr phase0.Root, c slashing.ImportChunk) error {
+	if err := s.enter(ctx, "import"); err != nil {
+		return err
+	}
+	slots := make([]int64, len(c.SignedBlocks))
+	blockRoots := make([][]byte, len(c.SignedBlocks))
+	for i, b := range c.SignedBlocks {
+		slots[i] = enc(uint64(b.Slot))
+		blockRoots[i] = rootArg(b.SigningRoot)
+	}
+	sources := make([]int64, len(c.SignedAttestations))
+	targets := make([]int64, len(c.SignedAttestations))
+	attRoots := make([][]byte, len(c.SignedAttestations))
+	for i, a := range c.SignedAttestations {
+		sources[i] = enc(uint64(a.SourceEpoch))
+		targets[i] = enc(uint64(a.TargetEpoch))
+		attRoots[i] = rootArg(a.SigningRoot)
+	}
+	var lwSlot, lwSource, lwTarget *int64
+	if c.Last {
+		if w := c.Watermarks.Slot; w != nil {
+			v := enc(uint64(*w))
+			lwSlot = &v
+		}
+		if w := c.Watermarks.Attestation; w != nil {
+			src, tgt := enc(uint64(w.Source)), enc(uint64(w.Target))
+			lwSource, lwTarget = &src, &tgt
+		}
+	}
+	term := s.term.Load()
+	var code int16
+	var current *int64
+	var pinned []byte
+	err := s.pool.QueryRow(ctx, `SELECT verdict, x1, xroot FROM vigil_import_chunk($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+		term, gvr[:], c.Pubkey[:], int64(c.ImportID), c.First, c.Last, slots, blockRoots, sources, targets, attRoots, lwSlot, lwSource, lwTarget).
+		Scan(&code, &current, &pinned)
+	if err != nil {
+		return unavailable("import", err)
+	}
+	switch code {
+	case verdictRecord:
+		s.noteGVR(gvr)
+		return nil
+	case verdictFenced:
+		s.fencedN.Add(1)
+		return fenced("import", term, deref(current))
+	case verdictGVR:
+		return fmt.Errorf("%w: genesis validators root %#x does not match the database's %#x", slashing.ErrInterchange, gvr[:], pinned)
+	case verdictImportConflict:
+		return fmt.Errorf("%w (pubkey %#x)", slashing.ErrImportConflict, c.Pubkey[:])
+	}
+	return fmt.Errorf("%w: postgres: import: unknown verdict %d", slashing.ErrUnavailable, code)
+}
+
+// Importing reports whether pubkey has an import marker (a chunked import in
+// progress or interrupted): its signatures are refused until the marker goes.
+func (s *Store) Importing(ctx context.Context, pubkey phase0.BLSPubKey) (bool, error) {
+	var n int
+	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM import_progress ip JOIN validators v ON v.id = ip.validator_id WHERE v.pubkey = $1`, pubkey[:]).Scan(&n)
+	if err != nil {
+		return false, unavailable("reading import markers", err)
+	}
+	return n > 0, nil
+}
