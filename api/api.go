@@ -12,6 +12,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -24,8 +26,11 @@ import (
 )
 
 // DefaultMaxBodyBytes bounds a sign request body. The largest legitimate body is a phase0 or
-// Altair full block (a few hundred KiB at most on mainnet).
-const DefaultMaxBodyBytes = 4 << 20
+// Altair full block: a maximal mainnet Altair BLOCK_V2 request (every list at its preset maximum,
+// every number at 20 digits) is 405,474 bytes (cmd/vigil TestE2EHostAllowlistAndJSONOnly), so
+// 1 MiB leaves a margin of about 2.6x (for pretty-printed JSON, say). Later forks sign only a
+// block header.
+const DefaultMaxBodyBytes = 1 << 20
 
 // Signer is what the API needs from the signing core.
 type Signer interface {
@@ -321,7 +326,7 @@ func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	if h.Store != nil {
 		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = io.WriteString(w, "not ready: "+h.Store.Error())
+		_, _ = io.WriteString(w, "not ready: "+withoutPaths(h.Store.Error()))
 		return
 	}
 	_, _ = io.WriteString(w, "OK")
@@ -351,9 +356,18 @@ func (s *server) healthcheck(w http.ResponseWriter, r *http.Request) {
 	h := s.Signer.Health(r.Context(), s.HealthTimeout)
 	db := check{ID: "slashing-protection-db-health-check", Status: updown(h.Store == nil)}
 	if h.Store != nil {
-		db.Data = map[string]any{"error": h.Store.Error()}
+		db.Data = map[string]any{"error": withoutPaths(h.Store.Error())}
 	}
 	keys := check{ID: "keys-check", Status: "UP", Checks: []check{}}
+	if len(h.Disabled) > 0 {
+		// Loaded but refused by the slashing database (keymanager DELETE): they would silently
+		// never attest, so say which. Public keys are public.
+		d := make([]string, len(h.Disabled))
+		for i, pk := range h.Disabled {
+			d[i] = pk.String()
+		}
+		keys.Data = map[string]any{"disabled-keys": d}
+	}
 	for _, src := range h.Sources {
 		id := sourceCheckIDs[src.Name]
 		if id == "" {
@@ -420,4 +434,13 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // writeError writes the JSON error body every non-2xx response carries: {"message": "..."}.
 func writeError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, map[string]any{"code": status, "message": msg})
+}
+
+// absPath matches an absolute file path inside an error message.
+var absPath = regexp.MustCompile(`/[^\s:'"()]+`)
+
+// withoutPaths shortens every absolute path in an error message to its base name: the
+// unauthenticated health routes name files, never where they live (the log has the full text).
+func withoutPaths(msg string) string {
+	return absPath.ReplaceAllStringFunc(msg, func(p string) string { return filepath.Base(p) })
 }

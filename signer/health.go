@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/attestantio/go-eth2-client/spec/phase0"
+
 	"github.com/vigil-signer/vigil/keystore"
 )
 
@@ -26,6 +28,15 @@ type Health struct {
 	Store   error // nil when the slashing store answered a ping
 	Keys    int
 	Sources []SourceReport
+	// Disabled lists the loaded keys the slashing database refuses (deleted through the
+	// keymanager API, still present in an operator's key source): they are served in
+	// publicKeys but never signed for.
+	Disabled []keystore.PublicKey
+}
+
+// disabledLister is the part of a store that lists disabled keys (both stores have it).
+type disabledLister interface {
+	DisabledKeys(ctx context.Context) ([]phase0.BLSPubKey, error)
 }
 
 // OK reports whether everything is up: the store answers and no key failed to load.
@@ -49,6 +60,15 @@ func (s *Signer) Health(ctx context.Context, timeout time.Duration) Health {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	h := Health{Store: s.cfg.Store.Ping(ctx), Keys: s.cfg.Keys.Len()}
+	if dl, ok := s.cfg.Store.(disabledLister); ok && h.Store == nil {
+		if keys, err := dl.DisabledKeys(ctx); err == nil {
+			for _, pk := range keys {
+				if _, loaded := s.cfg.Keys.Get(keystore.PublicKey(pk)); loaded {
+					h.Disabled = append(h.Disabled, keystore.PublicKey(pk))
+				}
+			}
+		}
+	}
 	if r := s.reports.Load(); r != nil {
 		h.Sources = *r
 	}

@@ -10,8 +10,8 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
-	"strconv"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -455,15 +455,16 @@ func (d *Decoder) chunk(max int) (EntryChunk, bool, error) {
 	}
 	for {
 		if e.inArray != 0 {
-			if e.havePK && len(e.blocks)+len(e.atts) >= max {
-				return d.emit(false), true, nil
-			}
 			if !d.dec.More() {
 				if _, err := d.dec.Token(); err != nil { // ']'
 					return EntryChunk{}, false, d.syntax(err)
 				}
 				e.inArray = 0
 				continue
+			}
+			// Another message follows: hand out a full chunk first (so the last chunk is never empty).
+			if e.havePK && len(e.blocks)+len(e.atts) >= max {
+				return d.emit(false), true, nil
 			}
 			if err := d.dec.Decode(&d.raw); err != nil {
 				return EntryChunk{}, false, d.syntax(err)

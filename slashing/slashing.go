@@ -28,7 +28,9 @@
 //     context is already done is refused with an error and records nothing.
 //   - Atomicity: each check-and-record (read the key's history, decide,
 //     record, set a missing low watermark, pin a missing genesis root) is one
-//     transaction; an import merges each validator entry in one transaction.
+//     transaction; an import merges each validator entry in one transaction,
+//     or, for an entry larger than one chunk, in several with the key refused
+//     from the first to the last (see "Chunked imports" in import_chunked.go).
 //   - Per-key serialisation: check-and-records of one key are serialised
 //     (across goroutines and, for shared databases, across processes), so of
 //     two conflicting requests at most one is accepted, and every request

@@ -377,6 +377,13 @@ func printUsage(w io.Writer, fs *flag.FlagSet, synopsis string) {
 	fmt.Fprintf(w, "\nWeb3Signer names (accepted so that a Web3Signer command line runs unchanged; `vigil [options] eth2 [options]` works too;\nWeb3Signer's WEB3SIGNER_<OPTION> and WEB3SIGNER_ETH2_<OPTION> environment names are read, VIGIL_* wins):\n")
 	for _, f := range w3s {
 		nv := f.Value.(*nameValue)
-		fmt.Fprintf(w, "  --%s\n      %s [%s]\n", f.Name, nv.usage, strings.Join(nv.env, ", "))
+		dash, env := "--", ""
+		if len(f.Name) == 1 {
+			dash = "-"
+		}
+		if len(nv.env) > 0 {
+			env = " [" + strings.Join(nv.env, ", ") + "]"
+		}
+		fmt.Fprintf(w, "  %s%s\n      %s%s\n", dash, f.Name, nv.usage, env)
 	}
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/attestantio/go-eth2-client/spec/phase0"
 
 	"github.com/vigil-signer/vigil/keystore"
+	"github.com/vigil-signer/vigil/slashing/postgres/pgtest"
 )
 
 // ---------------------------------------------------------------------------------------------
@@ -53,6 +54,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	pgtest.Cleanup() // the throwaway Postgres cluster of the tests that use one
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

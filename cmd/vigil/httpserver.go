@@ -206,6 +206,9 @@ func bodyDeadline(readTimeout time.Duration, next http.Handler) http.Handler {
 		}
 		rc := http.NewResponseController(w)
 		_ = rc.SetReadDeadline(time.Now().Add(readTimeout))
+		// A shallow copy: net/http must still see its own body type on its request, or it would
+		// wait to drain a large unread body (up to the deadline) before sending an early reply.
+		r = r.WithContext(r.Context())
 		r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc}
 		next.ServeHTTP(w, r)
 	})

@@ -103,13 +103,23 @@ var (
 // key=value forms, raw and decoded), so that an unparsable string is covered too.
 func dsnSecrets(dsn string) []string {
 	var out []string
-	add := func(s string) {
+	var add func(s string)
+	add = func(s string) {
 		s = strings.TrimSpace(s)
-		if s != "" && !contains(out, s) {
-			out = append(out, s)
+		if s == "" || contains(out, s) {
+			return
 		}
-		if d, err := url.QueryUnescape(s); err == nil && d != s && d != "" && !contains(out, d) {
-			out = append(out, d)
+		out = append(out, s)
+		if d, err := url.QueryUnescape(s); err == nil && d != s {
+			add(d)
+		}
+		// What a parser may have cut it to: without quotes, before a character that ends a URL
+		// component or starts an escape.
+		if t := strings.Trim(s, `'"`); t != s {
+			add(t)
+		}
+		if i := strings.IndexAny(s, "#?%/@ "); i >= 3 {
+			add(s[:i])
 		}
 	}
 	if cfg, err := pgconn.ParseConfig(dsn); err == nil {

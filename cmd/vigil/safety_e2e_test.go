@@ -16,6 +16,9 @@ import (
 	"time"
 
 	"github.com/attestantio/go-eth2-client/spec/phase0"
+
+	"github.com/vigil-signer/vigil/slashing"
+	"github.com/vigil-signer/vigil/slashing/slashingtest"
 )
 
 // Safety of the slashing database itself: it is never silently created, replaced or shared.
@@ -314,4 +317,75 @@ func TestE2EGenesisAndFarFutureGuard(t *testing.T) {
 	if code, out := runServe(t, append([]string{"--network", cfg, "--data-dir", t.TempDir(), "--init-slashing-protection", "--beacon-node-url", bn("0x20000001").URL}, keys...)...); code != 1 || !strings.Contains(out, "another chain") {
 		t.Fatalf("beacon node of another chain: exit %d\n%s", code, out)
 	}
+}
+
+// A database pinned to another chain's genesis validators root (here by an import) is a start-up
+// error on a network that knows its root.
+func TestE2EDatabaseOfAnotherChainRefused(t *testing.T) {
+	data := t.TempDir()
+	doc := filepath.Join(t.TempDir(), "other-chain.json")
+	other := phase0.Root{0xaa, 0xbb}
+	if err := os.WriteFile(doc, slashingtest.Document(other, slashing.ValidatorHistory{
+		Pubkey: slashingtest.Key(1), SignedAttestations: []slashing.SignedAttestation{slashingtest.A(1, 2, 3)},
+	}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errs := runCLI(t, "slashing", "import", "--data-dir", data, "--file", doc); code != 0 || !strings.Contains(errs, "created a new slashing-protection database") {
+		t.Fatalf("import into a missing database: exit %d\n%s%s", code, out, errs)
+	}
+	code, out := runServe(t, "--network", "mainnet", "--data-dir", data)
+	if code != 1 || !strings.Contains(out, "belongs to another chain") || !strings.Contains(out, "0xaabb") {
+		t.Fatalf("serve on another chain's database: exit %d\n%s", code, out)
+	}
+}
+
+// A key deleted through the keymanager (disabled in the slashing database) that an operator's
+// source brings back is served but refused, and /healthcheck says so; a reload never disables.
+func TestE2EHealthcheckListsDisabledKeys(t *testing.T) {
+	const k = 40
+	pub := interopPub(t, k)
+	dataDir := t.TempDir()
+	ksDir := filepath.Join(t.TempDir(), "keystores")
+	pw := filepath.Join(t.TempDir(), "password.txt")
+	if err := os.WriteFile(pw, []byte("pw\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(ksDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	v := start(t, "--network", "mainnet", "--key-manager-api-enabled", "--data-dir", dataDir,
+		"--keystores-path", ksDir, "--keystores-password-file", pw)
+	raw, err := os.ReadFile(filepath.Join(dataDir, "keymanager-token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth := "Bearer " + strings.TrimSpace(string(raw))
+	if st := kmImport(t, v, auth, map[string]any{"keystores": []string{kmKeystoreJSON(t, k, "km")}, "passwords": []string{"km"}}); len(st) != 1 || st[0].Status != "imported" {
+		t.Fatalf("import: %+v", st)
+	}
+	e := mainnetNowEpoch()
+	signature(t, v.signJSON(t, pub, attestationBody(e-1, e, 1)))
+	if st, _ := kmDelete(t, v, auth, pub); len(st) != 1 || st[0].Status != "deleted" {
+		t.Fatalf("delete: %+v", st)
+	}
+	if hc := do(t, http.MethodGet, v.URL+"/healthcheck", "", nil); strings.Contains(string(hc.body), "disabled-keys") {
+		t.Fatalf("a key that is not loaded is listed as disabled: %s", hc)
+	}
+
+	// The operator puts the same key into the keystore directory and reloads: it is served (a
+	// reload loads, it never enables or disables) but refused, and health names it.
+	if err := os.WriteFile(filepath.Join(ksDir, "k.json"), []byte(kmKeystoreJSON(t, k, "pw")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	if r := do(t, http.MethodPost, v.URL+"/reload", "", nil); r.status != http.StatusAccepted {
+		t.Fatalf("POST /reload: %s", r)
+	}
+	waitReload(t, v, t0)
+	wantError(t, v.signJSON(t, pub, attestationBody(e, e+1, 1)), http.StatusPreconditionFailed, "disabled")
+	hc := do(t, http.MethodGet, v.URL+"/healthcheck", "", nil)
+	if !strings.Contains(string(hc.body), `"disabled-keys":["`+pub+`"]`) {
+		t.Fatalf("healthcheck does not list the disabled key: %s", hc)
+	}
+	v.stop(t)
 }

@@ -58,7 +58,6 @@ var w3sSameName = []struct {
 	{"metrics-host-allowlist", w3sGlobal, nil},
 	{"key-config-path", w3sGlobal, nil},
 	{"reload-timeout", w3sGlobal, bareNumber("m")},
-	{"access-logs-enabled", w3sGlobal, nil},
 	{"idle-connection-timeout-seconds", w3sGlobal, nil},
 	{"network", w3sEth2, nil},
 	{"slashing-protection-db-url", w3sEth2, nil}, // JDBC form: storeFlags
@@ -91,6 +90,7 @@ var w3sAliases = []struct {
 		return "--logging-format=" + v + ": Vigil writes JSON lines with its own field names (time, level, msg, …), not the " + strings.ToUpper(v) + " layout"
 	}},
 	{"enable-key-manager-api", "key-manager-api-enabled", w3sEth2, nil, nil},
+	{"access-logs-enabled", "http-access-log", w3sGlobal, nil, nil},
 }
 
 // w3sOther are Web3Signer options without a Vigil flag. refuse (nil: never) rejects a value with
@@ -117,8 +117,6 @@ var w3sOther = []struct {
 		note: fixedNote("Vigil exports all of its metrics (see the metrics table in the README)")},
 	{name: "metrics-push-enabled", scope: w3sGlobal, isBool: true, usage: "refused when true: no push gateway (Prometheus scrapes /metrics)",
 		refuse: refuseTrue("Vigil has no Prometheus push gateway client; let Prometheus scrape /metrics (--metrics-enabled)")},
-	{name: "access-logs-enabled", scope: w3sGlobal, isBool: true, usage: "ignored: Vigil logs requests at debug level",
-		note: whenTrue("Vigil has no separate access log")},
 	{name: "key-store-config-file-max-size", scope: w3sGlobal, usage: "ignored: key config files are read whole",
 		note: fixedNote("Vigil has no key config file size limit option")},
 	{name: "signer-load-parallel", scope: w3sGlobal, isBool: true, usage: "ignored: keys always load in parallel",

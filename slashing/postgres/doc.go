@@ -50,7 +50,11 @@
 //
 // Atomicity. Each check-and-record is one function call, hence one
 // transaction. An import merges one validator entry in one call
-// (vigil_import_validator). Enabling and disabling a key is one call. So is
+// (vigil_import_chunk, migration 0004), or an entry larger than one chunk in
+// one call per chunk with the key disabled by an import marker from the first
+// to the last (package slashing, "Chunked imports"; the marker is written and
+// cleared under the key's two advisory locks, so every signature is
+// serialised before or after each chunk). Enabling and disabling a key is one call. So is
 // setting the high watermark, and each chunk of keys of a prune or a
 // low-watermark raise (see Maintenance).
 //

@@ -339,6 +339,7 @@ func Run(t *testing.T, open func(t *testing.T) slashing.Store) {
 	t.Run("Concurrency", func(t *testing.T) { testConcurrency(t, fresh(t, open)) })
 	t.Run("MatchesReferenceModel", func(t *testing.T) { testModel(t, fresh(t, open)) })
 	t.Run("Closed", func(t *testing.T) { testClosed(t, open(t)) })
+	runChunked(t, open)
 }
 
 func testGenesis(t *testing.T, s slashing.Store) {

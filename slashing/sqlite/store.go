@@ -568,3 +568,23 @@ func rootFrom(b []byte) *phase0.Root {
 	copy(r[:], b)
 	return &r
 }
+
+// DisabledKeys lists the keys whose signing is disabled (keymanager DELETE), in pubkey order. A
+// key refused only while its chunked import runs is not listed (its state is the one saved).
+func (s *Store) DisabledKeys(ctx context.Context) ([]phase0.BLSPubKey, error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT v.pubkey FROM validators v LEFT JOIN import_progress ip ON ip.validator_id = v.id
+		WHERE coalesce(ip.was_enabled, v.enabled) = 0 ORDER BY v.pubkey`)
+	if err != nil {
+		return nil, unavailable("listing disabled keys", err)
+	}
+	defer rows.Close()
+	var out []phase0.BLSPubKey
+	for rows.Next() {
+		var b []byte
+		if err := rows.Scan(&b); err != nil {
+			return nil, unavailable("listing disabled keys", err)
+		}
+		out = append(out, phase0.BLSPubKey(b))
+	}
+	return out, unavailable("listing disabled keys", rows.Err())
+}

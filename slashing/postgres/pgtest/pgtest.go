@@ -66,13 +66,20 @@ var (
 // started) and removes its files.
 func Main(m *testing.M) {
 	code := m.Run()
+	Cleanup()
+	os.Exit(code)
+}
+
+// Cleanup stops the throwaway cluster, if one was started, and removes its directory: for a
+// TestMain that does more than Main.
+func Cleanup() {
 	if clu != nil {
 		if err := clu.stop(); err != nil {
 			fmt.Fprintf(os.Stderr, "pgtest: stopping the throwaway cluster: %v\n", err)
 		}
 		_ = os.RemoveAll(clu.dir)
+		clu = nil
 	}
-	os.Exit(code)
 }
 
 func ensure(t testing.TB) {

@@ -1,0 +1,667 @@
+package main
+
+// End-to-end tests of the HTTP listener defences (httpserver.go, connlimit.go, api/hostcheck.go,
+// api/bodybudget.go, api/accesslog.go) against the real binary: Host allowlist and JSON-only
+// bodies, the connection cap, the request-body budget and RSS, the largest real request under
+// the default body limit, and the access log.
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/attestantio/go-eth2-client/spec/altair"
+	"github.com/attestantio/go-eth2-client/spec/phase0"
+
+	"github.com/vigil-signer/vigil/api"
+)
+
+// freshClient opens a new connection per request, so a connection the server closed (evicted)
+// is never reused by accident.
+var freshClient = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+
+// send posts (or gets, when body is "") with an explicit Host and Content-Type ("" sends none).
+func send(t *testing.T, method, url, host, ctype, body string) reply {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if host != "" {
+		req.Host = host
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := freshClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s (Host %q): %v", method, url, host, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: read body: %v", method, url, err)
+	}
+	return reply{status: resp.StatusCode, ctype: resp.Header.Get("Content-Type"), body: b}
+}
+
+func hostPort(url string) string { return strings.TrimPrefix(url, "http://") }
+
+// randaoRequest is an honest, repeatable (not slashable) mainnet request of key 0, and its root.
+func randaoRequest(t *testing.T) (string, phase0.Root) {
+	fe := mainnetFork("ELECTRA")
+	epoch := fe.Epoch + 1
+	b, err := json.Marshal(map[string]any{"type": "RANDAO_REVEAL", "fork_info": forkInfoJSON(fe), "randao_reveal": map[string]any{"epoch": dec(epoch)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b), forkedRoot(t, domainRandao, fe, epoch, uint64Root(uint64(epoch)))
+}
+
+func jsonString(t *testing.T, v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// metric reads one sample (name with its labels, exactly as exposed) from the metrics listener.
+func metric(t *testing.T, v *vigil, name string) float64 {
+	t.Helper()
+	r := send(t, http.MethodGet, v.MetricsURL+"/metrics", "", "", "")
+	for _, line := range strings.Split(string(r.body), "\n") {
+		if rest, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+			if err != nil {
+				t.Fatalf("metric %s: %q", name, line)
+			}
+			return f
+		}
+	}
+	t.Fatalf("metric %s not exposed:\n%s", name, truncateBody(r.body))
+	return 0
+}
+
+// waitMetric polls the metrics listener until cond holds for the metric (bounded: there is no
+// event to wait on from outside the process).
+func waitMetric(t *testing.T, v *vigil, name string, cond func(float64) bool, what string) float64 {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		got := metric(t, v, name)
+		if cond(got) {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %s is %v after 15s", what, name, got)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (v *vigil) pid() int { return v.cmd.Process.Pid }
+
+// vmRSS is the process's resident set size in bytes (/proc/<pid>/status VmRSS).
+func vmRSS(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatalf("read /proc status: %v", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if err != nil {
+				t.Fatalf("VmRSS %q: %v", line, err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmRSS in /proc status")
+	return 0
+}
+
+func openFDs(t *testing.T, pid int) int {
+	t.Helper()
+	es, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatalf("read /proc fd: %v", err)
+	}
+	return len(es)
+}
+
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+// dial opens a raw TCP connection to the signing listener; the test closes it.
+func dial(t *testing.T, v *vigil) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", hostPort(v.URL))
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// ---------------------------------------------------------------------------------------------
+// Item 5: Host allowlist and JSON-only bodies.
+
+func TestE2EHostAllowlistAndJSONOnly(t *testing.T) {
+	v := start(t, append([]string{"--network", "mainnet"}, writeKeystores(t, 0)...)...)
+	pub0 := interopPub(t, 0)
+	url := v.URL + signPath(pub0)
+	_, port, _ := strings.Cut(hostPort(v.URL), ":")
+
+	// Item 7: the largest real request, a maximal Altair full block, is signed under the default
+	// body limit, with room to spare (first: the Deneb blocks below raise the low watermark).
+	f := mainnetFork("ALTAIR")
+	blk := maximalAltairBlock(forkSlot("ALTAIR", 7))
+	root := forkedRoot(t, domainBeaconProposer, f, epochOf(blk.Slot), htr(t, blk))
+	body := jsonString(t, map[string]any{"type": "BLOCK_V2", "fork_info": forkInfoJSON(f), "signingRoot": hx(root[:]),
+		"beacon_block": map[string]any{"version": "ALTAIR", "block": blk}})
+	t.Logf("maximal mainnet Altair BLOCK_V2 request: %d bytes (%s); default --http-max-body-bytes %d (%.1fx)",
+		len(body), mib(int64(len(body))), api.DefaultMaxBodyBytes, float64(api.DefaultMaxBodyBytes)/float64(len(body)))
+	if len(body)*2 > api.DefaultMaxBodyBytes {
+		t.Errorf("maximal block request (%d bytes) leaves less than 2x margin under DefaultMaxBodyBytes %d", len(body), api.DefaultMaxBodyBytes)
+	}
+	wantSignature(t, 0, root, signature(t, send(t, http.MethodPost, url, "127.0.0.1:"+port, "application/json", body)))
+
+	// A web page's requests: a foreign name (DNS rebinding) or the right name with a body type
+	// a browser sends cross-origin without a preflight (CSRF). A slashable block, so that a
+	// signature that slipped through would show as a record.
+	slot := forkSlot("DENEB", 3)
+	evil, good := jsonString(t, blockRequest(t, slot, 1)), jsonString(t, blockRequest(t, slot, 2))
+	exit := jsonString(t, map[string]any{"type": "VOLUNTARY_EXIT", "fork_info": forkInfoJSON(mainnetFork("DENEB")),
+		"voluntary_exit": map[string]any{"epoch": "1", "validator_index": "0"}})
+	for _, c := range []struct {
+		name, host, ctype, body string
+		status                  int
+		substr                  string
+	}{
+		{"exit from a web page: foreign Host, text/plain", "attacker.example", "text/plain", exit, 403, "attacker.example"},
+		{"foreign Host with the port, JSON", "attacker.example:" + port, "application/json", evil, 403, "--http-host-allowlist"},
+		{"rebinding name of 127.0.0.1", "127.0.0.1.nip.io:" + port, "application/json", evil, 403, "Host not authorized"},
+		{"IPv6 loopback is not in the default list", "[::1]:" + port, "application/json", evil, 403, "Host not authorized"},
+		{"right Host, text/plain (a form or fetch without preflight)", "127.0.0.1:" + port, "text/plain", evil, 415, "application/json"},
+		{"right Host, form encoded", "localhost:" + port, "application/x-www-form-urlencoded", evil, 415, "application/json"},
+		{"right Host, multipart", "localhost:" + port, "multipart/form-data; boundary=x", evil, 415, "application/json"},
+		{"right Host, no Content-Type", "localhost", "", evil, 415, "missing Content-Type"},
+		{"exit, right Host, text/plain", "localhost:" + port, "text/plain", exit, 415, "application/json"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			wantError(t, send(t, http.MethodPost, url, c.host, c.ctype, c.body), c.status, c.substr)
+		})
+	}
+	// Every validator client sends application/json (some with a charset), to its configured
+	// host name: localhost or 127.0.0.1 by default, in any case.
+	for _, c := range []struct{ host, ctype string }{
+		{"127.0.0.1:" + port, "application/json"},
+		{"LOCALHOST:" + port, "application/json; charset=UTF-8"},
+		{"localhost.:" + port, "Application/JSON"},
+	} {
+		if r := send(t, http.MethodPost, url, c.host, c.ctype, good); r.status != http.StatusOK {
+			t.Errorf("honest block (Host %q, %q): %s", c.host, c.ctype, r)
+		}
+	}
+	// The refused block was never recorded: a different block for the same slot signed above;
+	// had the refused one been recorded, that would have been a 412.
+	if r := send(t, http.MethodPost, url, "localhost", "application/json", evil); r.status != http.StatusPreconditionFailed {
+		t.Errorf("the conflicting block after the honest one: %s, want 412", r)
+	}
+
+	// Probes answer any Host (kubelet and load balancers use the pod IP, or no Host at all);
+	// routes with information do not.
+	for _, path := range []string{"/upcheck", "/livez", "/readyz"} {
+		if r := send(t, http.MethodGet, v.URL+path, "10.42.0.17:"+port, "", ""); r.status != http.StatusOK {
+			t.Errorf("GET %s by pod IP: %s", path, r)
+		}
+		c := dial(t, v)
+		fmt.Fprintf(c, "GET %s HTTP/1.0\r\n\r\n", path) // HTTP/1.0: no Host header at all
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Errorf("GET %s without Host: %v %v", path, resp, err)
+		}
+	}
+	for _, path := range []string{"/healthcheck", "/api/v1/eth2/publicKeys"} {
+		wantError(t, send(t, http.MethodGet, v.URL+path, "attacker.example", "", ""), 403, "Host not authorized")
+	}
+	// The metrics listener has its own allowlist, with the same default.
+	wantError(t, send(t, http.MethodGet, v.MetricsURL+"/metrics", "attacker.example", "", ""), 403, "--metrics-host-allowlist")
+	if r := send(t, http.MethodGet, v.MetricsURL+"/metrics", "localhost", "", ""); r.status != http.StatusOK {
+		t.Errorf("metrics by localhost: %s", r)
+	}
+
+	// A bad allowlist is a usage error at start.
+	cmd := exec.Command(vigilBin, "serve", "--data-dir", t.TempDir(), "--init-slashing-protection", "--http-listen-port", "0",
+		"--metrics-listen-port", "0", "--http-host-allowlist", "localhost:9000")
+	cmd.Env = testEnv()
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "--http-host-allowlist") {
+		t.Errorf("--http-host-allowlist localhost:9000: %v\n%s", err, out)
+	}
+}
+
+// A custom allowlist replaces the default; * lets any Host through.
+func TestE2EHostAllowlistCustom(t *testing.T) {
+	v := start(t, append([]string{"--network", "mainnet", "--http-host-allowlist", "signer.internal,::1", "--metrics-host-allowlist", "*"},
+		writeKeystores(t, 0)...)...)
+	body, root := randaoRequest(t)
+	url := v.URL + signPath(interopPub(t, 0))
+	for _, host := range []string{"signer.internal:9000", "Signer.Internal", "[::1]:9000", "[0:0:0:0:0:0:0:1]"} {
+		wantSignature(t, 0, root, signature(t, send(t, http.MethodPost, url, host, "application/json", body)))
+	}
+	for _, host := range []string{"localhost", "127.0.0.1", "signer.internal.attacker.example"} {
+		wantError(t, send(t, http.MethodPost, url, host, "application/json", body), 403, "Host not authorized")
+	}
+	if r := send(t, http.MethodGet, v.MetricsURL+"/metrics", "prometheus.monitoring.svc:9001", "", ""); r.status != http.StatusOK {
+		t.Errorf("metrics with --metrics-host-allowlist *: %s", r)
+	}
+}
+
+// ---------------------------------------------------------------------------------------------
+// Item 7: connection and memory exhaustion.
+
+// More slow connections than the cap: the oldest not-yet-requesting ones make room, honest
+// requests are signed, the process holds no more descriptors than the cap allows. When every
+// connection is busy, a new one gets a 503 JSON reply at once, and signing resumes as soon as
+// the busy ones finish.
+func TestE2EConnectionCap(t *testing.T) {
+	const capacity, slow = 16, 120
+	v := start(t, append([]string{"--network", "mainnet", "--http-max-connections", strconv.Itoa(capacity)}, writeKeystores(t, 0)...)...)
+	pub0 := interopPub(t, 0)
+	body, root := randaoRequest(t)
+	url := v.URL + signPath(pub0)
+	fdBase := openFDs(t, v.pid())
+
+	// Slowloris: connections that never finish their headers.
+	for range slow {
+		c := dial(t, v)
+		fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: appl", signPath(pub0))
+	}
+	evicted := waitMetric(t, v, "vigil_http_connections_evicted_total", func(f float64) bool { return f >= slow-capacity },
+		"slow connections over the cap are closed")
+	fds := openFDs(t, v.pid())
+	t.Logf("%d slow connections, cap %d: %v evicted; descriptors %d before, %d after", slow, capacity, evicted, fdBase, fds)
+	if fds > fdBase+capacity+4 {
+		t.Errorf("process holds %d descriptors (%d before): more than the cap of %d connections", fds, fdBase, capacity)
+	}
+	for range 3 {
+		wantSignature(t, 0, root, signature(t, send(t, http.MethodPost, url, "", "application/json", body)))
+	}
+
+	// Busy connections: complete headers, a body that is still arriving. They are in-flight
+	// work: never evicted.
+	busy := make([]net.Conn, capacity)
+	for i := range busy {
+		busy[i] = dial(t, v)
+		fmt.Fprintf(busy[i], "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"type\":", signPath(pub0))
+	}
+	// Every busy handler has reserved its 1000 body bytes: all of them are being handled.
+	waitMetric(t, v, "vigil_http_body_buffered_bytes", func(f float64) bool { return f == capacity*1000 }, "busy connections are in their handlers")
+	c := dial(t, v)
+	fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", signPath(pub0), len(body), body)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("connection over the cap: no reply: %v", err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	wantError(t, reply{status: resp.StatusCode, ctype: resp.Header.Get("Content-Type"), body: got}, 503, "too many connections")
+	if resp.Header.Get("Retry-After") == "" {
+		t.Errorf("503 without Retry-After")
+	}
+	if n := metric(t, v, "vigil_http_connections_refused_total"); n < 1 {
+		t.Errorf("vigil_http_connections_refused_total = %v after a refusal", n)
+	}
+	// No busy connection was dropped for it: each still gets its answer when its body ends.
+	for _, b := range busy[:2] {
+		rest := `"RANDAO_REVEAL"}`
+		fmt.Fprint(b, rest+strings.Repeat(" ", 1000-len(`{"type":`)-len(rest)))
+		resp, err := http.ReadResponse(bufio.NewReader(b), nil)
+		if err != nil {
+			t.Fatalf("busy connection lost: %v", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest { // no fork_info: invalid, but answered
+			t.Errorf("busy connection answered %d, want 400", resp.StatusCode)
+		}
+	}
+	// The busy clients give up: signing resumes.
+	for _, b := range busy {
+		b.Close()
+	}
+	waitMetric(t, v, "vigil_http_body_buffered_bytes", func(f float64) bool { return f == 0 }, "closed busy connections release their bytes")
+	wantSignature(t, 0, root, signature(t, send(t, http.MethodPost, url, "", "application/json", body)))
+}
+
+// A slow body gets 408 after --http-read-timeout; it cannot hold its place (and bytes) longer.
+func TestE2EBodyReadTimeout(t *testing.T) {
+	v := start(t, append([]string{"--network", "mainnet", "--http-read-timeout", "1s"}, writeKeystores(t, 0)...)...)
+	c := dial(t, v)
+	start := time.Now()
+	fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{", signPath(interopPub(t, 0)))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("slow body: no reply: %v", err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	wantError(t, reply{status: resp.StatusCode, ctype: resp.Header.Get("Content-Type"), body: got}, 408, "not received in time")
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("408 after %v, want about the 1s read timeout", took)
+	}
+	// Headers that never end are cut off too.
+	c = dial(t, v)
+	fmt.Fprint(c, "GET /upcheck HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second)) // a bound for the test, not the server
+	if n, err := c.Read(make([]byte, 1)); err == nil && n > 0 {
+		// net/http may answer 408 before closing; either way the connection ends.
+		_, err = io.Copy(io.Discard, c)
+		if err != nil {
+			t.Errorf("slow headers: connection not closed by the server: %v", err)
+		}
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Errorf("slow headers: the server kept the connection open for 10s")
+	}
+	body, root := randaoRequest(t)
+	wantSignature(t, 0, root, signature(t, send(t, http.MethodPost, v.URL+signPath(interopPub(t, 0)), "", "application/json", body)))
+}
+
+// Many large bodies at once: the buffered bytes stay within --http-max-buffered-bytes (the rest
+// get 503 at once, unread), honest requests are signed meanwhile, RSS stays bounded, and the
+// memory goes back to the system once the burst is over.
+func TestE2EBodyBudgetBoundsMemory(t *testing.T) {
+	const budget = 1 << 30
+	const conns, bodySize = 200, 1_000_000 // just under the 1 MiB default limit
+	const returned = 6 << 20               // RSS above the start that may stay after the burst
+	v := start(t, append([]string{"--network", "mainnet", "--http-max-buffered-bytes", strconv.Itoa(budget)}, writeKeystores(t, 0)...)...)
+	pub0 := interopPub(t, 0)
+	honest, root := randaoRequest(t)
+	url := v.URL + signPath(pub0)
+	wantSignature(t, 0, root, signature(t, send(t, http.MethodPost, url, "", "application/json", honest)))
+	base := vmRSS(t, v.pid())
+
+	fe := mainnetFork("ELECTRA")
+	large := fmt.Sprintf(`{"type":"RANDAO_REVEAL","fork_info":%s,"randao_reveal":{"epoch":"%d"},"padding":"`, jsonString(t, forkInfoJSON(fe)), fe.Epoch+1)
+	large += strings.Repeat("a", bodySize-len(large)-2) + `"}`
+	header := fmt.Sprintf("POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", signPath(pub0), len(large))
+
+	var peak atomic.Int64
+	peak.Store(base)
+	stopSampling := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() { // RSS sampler for the whole burst
+		defer close(sampled)
+		for {
+			if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", v.pid())); err == nil {
+				for _, line := range strings.Split(string(b), "\n") {
+					if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+						kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+						if kb<<10 > peak.Load() {
+							peak.Store(kb << 10)
+						}
+					}
+				}
+			}
+			select {
+			case <-stopSampling:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}()
+
+	// Phase 1: every connection sends its headers and the first 64 KiB, then waits. The budget
+	// holds 8 of them; the rest are answered 503 before a body byte is read.
+	holders := make([]net.Conn, conns)
+	replies := make(chan int, conns)
+	for i := range holders {
+		holders[i] = dial(t, v)
+		if _, err := io.WriteString(holders[i], header+large[:64<<10]); err != nil {
+			t.Fatalf("holder %d: %v", i, err)
+		}
+		go func(c net.Conn) {
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				replies <- 0
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			replies <- resp.StatusCode
+		}(holders[i])
+	}
+	fits := budget / len(large)
+	statuses := map[int]int{}
+	for range conns - fits {
+		statuses[<-replies]++
+	}
+	if statuses[503] != conns-fits {
+		t.Errorf("replies while the budget is full: %v, want %d × 503", statuses, conns-fits)
+	}
+	if got := metric(t, v, "vigil_http_body_buffered_bytes"); got != float64(fits*len(large)) {
+		t.Errorf("buffered bytes %v, want %d (%d bodies)", got, fits*len(large), fits)
+	}
+	// Honest requests are still signed: they fit in what is left of the budget.
+	for range 3 {
+		wantSignature(t, 0, root, signature(t, send(t, http.MethodPost, url, "", "application/json", honest)))
+	}
+	holdRSS := vmRSS(t, v.pid())
+
+	// Phase 2: the holders finish their bodies and get their signatures.
+	for _, c := range holders {
+		if _, err := io.WriteString(c, large[64<<10:]); err != nil {
+			// a holder answered 503 may be closed by the server already
+			continue
+		}
+	}
+	for range fits {
+		statuses[<-replies]++
+	}
+	if statuses[200] != fits {
+		t.Errorf("held requests: %v, want %d × 200", statuses, fits)
+	}
+
+	// Phase 3: a burst of complete large bodies from every connection at once.
+	var wg sync.WaitGroup
+	var burst sync.Map
+	for range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.Dial("tcp", hostPort(v.URL))
+			if err != nil {
+				burst.Store("dial error", true)
+				return
+			}
+			defer c.Close()
+			go func() { _, _ = io.WriteString(c, header+large) }()
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			n, _ := burst.LoadOrStore(resp.StatusCode, new(atomic.Int64))
+			n.(*atomic.Int64).Add(1)
+		}()
+	}
+	wg.Wait()
+	close(stopSampling)
+	<-sampled
+	counts := map[any]int64{}
+	burst.Range(func(k, v any) bool {
+		if n, ok := v.(*atomic.Int64); ok {
+			counts[k] = n.Load()
+		}
+		return true
+	})
+	if counts[200] == 0 || counts[200]+counts[503] != conns {
+		t.Errorf("burst replies %v: want only 200 and 503, at least one 200", counts)
+	}
+	wantSignature(t, 0, root, signature(t, send(t, http.MethodPost, url, "", "application/json", honest)))
+
+	// Memory goes back once the burst is over (the budget frees it after draining, at most
+	// every 5 s).
+	var after int64
+	deadline := time.Now().Add(12 * time.Second)
+	for {
+		after = vmRSS(t, v.pid())
+		if after <= base+returned || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("RSS: %s at start, %s with %d bodies held (%d connections), %s peak over a %d × %s burst, %s after; burst replies %v",
+		mib(base), mib(holdRSS), fits, conns, mib(peak.Load()), conns, mib(int64(len(large))), mib(after), counts)
+	// Without the budget a burst like this buffers conns × body (~190 MiB) at once.
+	if grow := peak.Load() - base; grow > 8*budget {
+		t.Errorf("RSS grew by %s during the burst, more than 8 × the %s budget", mib(grow), mib(budget))
+	}
+	if after > base+returned {
+		t.Errorf("RSS %s 12s after the burst, want within %s of the %s at start", mib(after), mib(returned), mib(base))
+	}
+}
+
+// maximalAltairBlock is the largest mainnet Altair block the preset allows, in JSON: every list
+// at its maximum (16 proposer slashings, 2 attester slashings of 2048 indices each, 128
+// attestations of 2048 bits, 16 deposits, 16 exits, a full sync aggregate) and every number at
+// its longest decimal form.
+func maximalAltairBlock(slot phase0.Slot) *altair.BeaconBlock {
+	const big = math.MaxUint64
+	hdr := func(seed byte) *phase0.SignedBeaconBlockHeader {
+		return &phase0.SignedBeaconBlockHeader{Message: &phase0.BeaconBlockHeader{
+			Slot: big, ProposerIndex: big, ParentRoot: root32(seed), StateRoot: root32(seed + 1), BodyRoot: root32(seed + 2),
+		}, Signature: sig96(seed)}
+	}
+	data := func(seed byte) *phase0.AttestationData {
+		return &phase0.AttestationData{Slot: big, Index: big, BeaconBlockRoot: root32(seed),
+			Source: &phase0.Checkpoint{Epoch: big, Root: root32(seed + 1)}, Target: &phase0.Checkpoint{Epoch: big, Root: root32(seed + 2)}}
+	}
+	indexed := func(seed byte) *phase0.IndexedAttestation {
+		idx := make([]uint64, 2048)
+		for i := range idx {
+			idx[i] = big - uint64(2047-i) // sorted, 20 digits each
+		}
+		return &phase0.IndexedAttestation{AttestingIndices: idx, Data: data(seed), Signature: sig96(seed)}
+	}
+	body := &altair.BeaconBlockBody{
+		RANDAOReveal:  sig96(1),
+		ETH1Data:      &phase0.ETH1Data{DepositRoot: root32(2), DepositCount: big, BlockHash: pattern(32, 3)},
+		Graffiti:      [32]byte(pattern(32, 4)),
+		SyncAggregate: &altair.SyncAggregate{SyncCommitteeBits: bytes.Repeat([]byte{0xff}, 64), SyncCommitteeSignature: sig96(5)},
+	}
+	for i := range 16 {
+		body.ProposerSlashings = append(body.ProposerSlashings, &phase0.ProposerSlashing{SignedHeader1: hdr(byte(i)), SignedHeader2: hdr(byte(i + 100))})
+	}
+	for i := range 2 {
+		body.AttesterSlashings = append(body.AttesterSlashings, &phase0.AttesterSlashing{Attestation1: indexed(byte(i)), Attestation2: indexed(byte(i + 50))})
+	}
+	bits := append(bytes.Repeat([]byte{0xff}, 256), 0x01) // 2048 bits and the length bit
+	for i := range 128 {
+		body.Attestations = append(body.Attestations, &phase0.Attestation{AggregationBits: bits, Data: data(byte(i)), Signature: sig96(byte(i))})
+	}
+	for i := range 16 {
+		proof := make([][]byte, 33)
+		for j := range proof {
+			proof[j] = pattern(32, byte(i+j))
+		}
+		body.Deposits = append(body.Deposits, &phase0.Deposit{Proof: proof, Data: &phase0.DepositData{
+			PublicKey: phase0.BLSPubKey(pattern(48, byte(i))), WithdrawalCredentials: pattern(32, byte(i)), Amount: big, Signature: sig96(byte(i)),
+		}})
+		body.VoluntaryExits = append(body.VoluntaryExits, &phase0.SignedVoluntaryExit{Message: &phase0.VoluntaryExit{Epoch: big, ValidatorIndex: big}, Signature: sig96(byte(i))})
+	}
+	return &altair.BeaconBlock{Slot: slot, ProposerIndex: big, ParentRoot: root32(6), StateRoot: root32(7), Body: body}
+}
+
+// ---------------------------------------------------------------------------------------------
+// Item 12: the access log.
+
+// accessLines returns the JSON access-log lines in out.
+func accessLines(t *testing.T, out string) []map[string]any {
+	t.Helper()
+	var lines []map[string]any
+	for _, l := range strings.Split(out, "\n") {
+		if !strings.Contains(l, `"component":"access"`) {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("access log line is not JSON: %v: %s", err, l)
+		}
+		lines = append(lines, m)
+	}
+	return lines
+}
+
+func TestE2EAccessLog(t *testing.T) {
+	pub0 := interopPub(t, 0)
+	f := mainnetFork("ELECTRA")
+	slot := forkSlot("ELECTRA", 40)
+	a := attData(slot, epochOf(slot)-1, epochOf(slot), 9)
+	att := jsonString(t, map[string]any{"type": "ATTESTATION", "fork_info": forkInfoJSON(f), "attestation": a})
+	root := forkedRoot(t, domainBeaconAttester, f, a.Target.Epoch, htr(t, a))
+	marker := func(t *testing.T, v *vigil) {
+		// A refused Host always logs a warning: once it is in the output, every line of the
+		// requests before it is there too (one ordered stream).
+		wantError(t, send(t, http.MethodGet, v.URL+"/api/v1/eth2/publicKeys", "marker.example", "", ""), 403, "marker.example")
+		v.Stderr.waitFor(t, `"host":"marker.example"`, 10*time.Second)
+	}
+
+	t.Run("on", func(t *testing.T) {
+		// --log-level warn: the access log has its own switch.
+		v := start(t, append([]string{"--network", "mainnet", "--http-access-log", "--log-format", "json", "--log-level", "warn"}, writeKeystores(t, 0)...)...)
+		wantSignature(t, 0, root, signature(t, send(t, http.MethodPost, v.URL+signPath(pub0), "", "application/json", att)))
+		marker(t, v)
+		var signs []map[string]any
+		for _, l := range accessLines(t, v.Stderr.String()) {
+			if l["key"] == pub0 {
+				signs = append(signs, l)
+			}
+		}
+		if len(signs) != 1 {
+			t.Fatalf("%d access lines for one sign request, want 1:\n%v", len(signs), signs)
+		}
+		l := signs[0]
+		for k, want := range map[string]any{"msg": "request", "method": "POST", "path": signPath(pub0), "type": "ATTESTATION",
+			"slot": float64(slot), "epoch": float64(a.Target.Epoch), "source_epoch": float64(a.Source.Epoch), "status": 200.0} {
+			if l[k] != want {
+				t.Errorf("access line %s = %v, want %v", k, l[k], want)
+			}
+		}
+		if r, _ := l["remote"].(string); !strings.HasPrefix(r, "127.0.0.1:") {
+			t.Errorf("access line remote %v", l["remote"])
+		}
+		if _, ok := l["latency_ms"].(float64); !ok {
+			t.Errorf("access line without latency_ms: %v", l)
+		}
+		for _, secret := range []string{hx(a.BeaconBlockRoot[:]), hx(a.Target.Root[:]), "beacon_block_root", "fork_info"} {
+			if strings.Contains(v.Stderr.String(), secret) {
+				t.Errorf("the log carries body content %q", secret)
+			}
+		}
+	})
+	t.Run("off", func(t *testing.T) {
+		v := start(t, append([]string{"--network", "mainnet", "--log-format", "json"}, writeKeystores(t, 0)...)...)
+		wantSignature(t, 0, root, signature(t, send(t, http.MethodPost, v.URL+signPath(pub0), "", "application/json", att)))
+		marker(t, v)
+		if l := accessLines(t, v.Stderr.String()); len(l) != 0 {
+			t.Errorf("no --http-access-log, but %d access lines: %v", len(l), l)
+		}
+	})
+}
