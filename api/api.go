@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -188,6 +189,10 @@ func (s *server) sign(w http.ResponseWriter, r *http.Request) {
 		var sig keystore.Signature
 		sig, err = s.Signer.Sign(r.Context(), id, req)
 		if err == nil {
+			if req.Type == signer.TypeDeposit {
+				// Deposits are signed for the fork version they carry, whichever network this is.
+				s.Logger.Info("deposit signed", "key", id, "genesis_fork_version", fmt.Sprintf("%#x", req.Deposit.GenesisForkVersion[:]))
+			}
 			writeSignature(w, r, sig)
 			return
 		}

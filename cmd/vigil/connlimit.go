@@ -2,6 +2,7 @@ package main
 
 import (
 	"container/list"
+	"crypto/tls"
 	"io"
 	"log/slog"
 	"net"
@@ -178,8 +179,13 @@ func (c *limitedConn) Close() error {
 	return c.Conn.Close()
 }
 
-// connStateHook is the http.Server ConnState of listeners made by connLimiter.
+// connStateHook is the http.Server ConnState of listeners made by connLimiter (also behind a TLS
+// listener wrapped around it: the state must reach the limiter, or busy connections would look
+// evictable).
 func connStateHook(c net.Conn, s http.ConnState) {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
 	if lc, ok := c.(*limitedConn); ok {
 		lc.l.setState(lc, s)
 	}
