@@ -13,8 +13,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -331,7 +329,7 @@ func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	if h.Store != nil {
 		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = io.WriteString(w, "not ready: "+withoutPaths(h.Store.Error()))
+		_, _ = io.WriteString(w, "not ready: "+publicText(h.Store.Error()))
 		return
 	}
 	_, _ = io.WriteString(w, "OK")
@@ -361,7 +359,7 @@ func (s *server) healthcheck(w http.ResponseWriter, r *http.Request) {
 	h := s.Signer.Health(r.Context(), s.HealthTimeout)
 	db := check{ID: "slashing-protection-db-health-check", Status: updown(h.Store == nil)}
 	if h.Store != nil {
-		db.Data = map[string]any{"error": withoutPaths(h.Store.Error())}
+		db.Data = map[string]any{"error": publicText(h.Store.Error())}
 	}
 	keys := check{ID: "keys-check", Status: "UP", Checks: []check{}}
 	if len(h.Disabled) > 0 {
@@ -439,13 +437,4 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // writeError writes the JSON error body every non-2xx response carries: {"message": "..."}.
 func writeError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, map[string]any{"code": status, "message": msg})
-}
-
-// absPath matches an absolute file path inside an error message.
-var absPath = regexp.MustCompile(`/[^\s:'"()]+`)
-
-// withoutPaths shortens every absolute path in an error message to its base name: the
-// unauthenticated health routes name files, never where they live (the log has the full text).
-func withoutPaths(msg string) string {
-	return absPath.ReplaceAllStringFunc(msg, func(p string) string { return filepath.Base(p) })
 }

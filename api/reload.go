@@ -1,11 +1,10 @@
 package api
 
 import (
-	"context"
 	"errors"
-	"io/fs"
 	"net/http"
 	"path/filepath"
+	"regexp"
 	"time"
 
 	"github.com/vigil-signer/vigil/keystore"
@@ -93,40 +92,27 @@ func reloadJSON(st signer.ReloadStatus) reloadStatusJSON {
 // password file or a key config directory, nor the address of Vault. The key loader logs the
 // full error (path and address included) when the failure happens.
 
-// publicReasons are the reasons shown, first match wins.
-var publicReasons = []struct {
-	err    error
-	reason string
-}{
-	{keystore.ErrWrongPassword, keystore.ErrWrongPassword.Error()},
-	{keystore.ErrPubkeyMismatch, keystore.ErrPubkeyMismatch.Error()},
-	{keystore.ErrStrayItem, keystore.ErrStrayItem.Error()},
-	{keystore.ErrUnsupportedKeyConfig, keystore.ErrUnsupportedKeyConfig.Error()},
-	{keystore.ErrPasswordEncoding, keystore.ErrPasswordEncoding.Error()},
-	{keystore.ErrInvalidKey, keystore.ErrInvalidKey.Error()},
-	{keystore.ErrNoKeyring, "no keyring"},
-	{keystore.ErrUnavailable, keystore.ErrUnavailable.Error() + " (details in the log)"},
-	{keystore.ErrMalformed, keystore.ErrMalformed.Error()},
-	{keystore.ErrDuplicate, keystore.ErrDuplicate.Error()},
-	{keystore.ErrNotFound, keystore.ErrNotFound.Error()},
-	{fs.ErrNotExist, "file not found (details in the log)"},
-	{fs.ErrPermission, "permission denied (details in the log)"},
-	{context.DeadlineExceeded, "timed out (details in the log)"},
-	{context.Canceled, "canceled"},
-}
-
-// publicReason says why err happened without its paths or addresses.
+// publicReason says why err happened without its paths or addresses: the error's own text (the
+// keystore and store errors carry no secrets by contract), with every address hidden and every
+// absolute path shortened to its base name. Malformed-key errors name the field only.
 func publicReason(err error) string {
 	var me *keystore.MalformedError
 	if errors.As(err, &me) {
-		return me.Error() // field and reason only, by contract
+		return me.Error()
 	}
-	for _, r := range publicReasons {
-		if errors.Is(err, r.err) {
-			return r.reason
-		}
-	}
-	return "failed (details in the log)"
+	return publicText(err.Error())
+}
+
+var (
+	absPath = regexp.MustCompile(`/[^\s:'"()]+`)
+	address = regexp.MustCompile(`[a-z][a-z0-9+.-]*://[^\s'"()]+|\[?[0-9A-Za-z.:-]+\]?:[0-9]{1,5}\b`)
+)
+
+// publicText hides addresses and shortens absolute paths to base names in an error message: the
+// unauthenticated health routes name things, never where they live (the log has the full text).
+func publicText(msg string) string {
+	msg = address.ReplaceAllString(msg, "(address)")
+	return absPath.ReplaceAllStringFunc(msg, func(p string) string { return filepath.Base(p) })
 }
 
 // publicLoadError is an item failure as "<base name>: <reason>".

@@ -451,13 +451,14 @@ func TestSourceFailuresAtStart(t *testing.T) {
 		name  string
 		flags []string
 		want  string // in /healthcheck
+		never string // never in /healthcheck (paths and addresses go to the log only)
 	}{
-		{"wrong PIN", []string{"--hsm-module", b.hsmModule, "--hsm-token-label", b.hsmLabel, "--hsm-pin-file", writeFile(t, work, "badpin", "000000")}, "PIN"},
-		{"wrong token label", []string{"--hsm-module", b.hsmModule, "--hsm-token-label", "no-such-token", "--hsm-pin-file", filepath.Join(b.hsmPinDir, "pin")}, "no-such-token"},
-		{"missing module", []string{"--hsm-module", "/nonexistent/libpkcs11.so", "--hsm-token-label", b.hsmLabel, "--hsm-pin-file", filepath.Join(b.hsmPinDir, "pin")}, "/nonexistent/libpkcs11.so"},
-		{"revoked Vault token", []string{"--vault-address", b.vaultSrv.Addr, "--vault-ca-file", b.vaultSrv.CAFile, "--vault-token-file", writeFile(t, work, "revoked", revoked)}, "token"},
-		{"Vault unreachable", []string{"--vault-address", "https://127.0.0.1:1", "--vault-token-file", writeFile(t, work, "tok", "s.whatever"), "--vault-timeout", "2s"}, "127.0.0.1:1"},
-		{"Vault without the CA", []string{"--vault-address", b.vaultSrv.Addr, "--vault-token-file", writeFile(t, work, "tok2", "s.whatever")}, "certificate"},
+		{"wrong PIN", []string{"--hsm-module", b.hsmModule, "--hsm-token-label", b.hsmLabel, "--hsm-pin-file", writeFile(t, work, "badpin", "000000")}, "PIN", b.hsmModule},
+		{"wrong token label", []string{"--hsm-module", b.hsmModule, "--hsm-token-label", "no-such-token", "--hsm-pin-file", filepath.Join(b.hsmPinDir, "pin")}, "no-such-token", b.hsmModule},
+		{"missing module", []string{"--hsm-module", "/nonexistent/libpkcs11.so", "--hsm-token-label", b.hsmLabel, "--hsm-pin-file", filepath.Join(b.hsmPinDir, "pin")}, "libpkcs11.so", "/nonexistent"},
+		{"revoked Vault token", []string{"--vault-address", b.vaultSrv.Addr, "--vault-ca-file", b.vaultSrv.CAFile, "--vault-token-file", writeFile(t, work, "revoked", revoked)}, "token", b.vaultSrv.Addr},
+		{"Vault unreachable", []string{"--vault-address", "https://127.0.0.1:1", "--vault-token-file", writeFile(t, work, "tok", "s.whatever"), "--vault-timeout", "2s"}, "(address)", "127.0.0.1:1"},
+		{"Vault without the CA", []string{"--vault-address", b.vaultSrv.Addr, "--vault-token-file", writeFile(t, work, "tok2", "s.whatever")}, "certificate", b.vaultSrv.Addr},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -468,6 +469,9 @@ func TestSourceFailuresAtStart(t *testing.T) {
 			code, hc := s.do(t, http.MethodGet, "/healthcheck", nil)
 			if code != http.StatusServiceUnavailable || !strings.Contains(string(hc), tc.want) {
 				t.Fatalf("healthcheck %d %s; want 503 naming %q", code, hc, tc.want)
+			}
+			if strings.Contains(string(hc), tc.never) {
+				t.Fatalf("healthcheck %s shows %q (a path or address: the log only)", hc, tc.never)
 			}
 			for _, secret := range []string{"000000", "123456", revoked} {
 				if strings.Contains(string(hc), secret) || strings.Contains(s.out.String(), secret) {
