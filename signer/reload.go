@@ -90,7 +90,10 @@ type ReloadStatus struct {
 // KeyLoader loads the key sources into the KeySet, at start and on every reload.
 type KeyLoader struct {
 	cfg     LoaderConfig
-	running atomic.Bool
+	// mu makes "running" and the published status change together: once GET /reload shows a
+	// load finished, a new one can start at once.
+	mu      sync.Mutex
+	running bool
 	status  atomic.Pointer[ReloadStatus]
 
 	// Owned by the goroutine holding running.
@@ -117,10 +120,9 @@ func (l *KeyLoader) Status() ReloadStatus { return *l.status.Load() }
 // Start begins a reload in the background (bounded by timeout) and returns at once;
 // ErrReloadRunning when one is running.
 func (l *KeyLoader) Start(timeout time.Duration) error {
-	if !l.running.CompareAndSwap(false, true) {
+	if !l.begin() {
 		return ErrReloadRunning
 	}
-	l.status.Store(&ReloadStatus{State: ReloadRunning, Started: time.Now()})
 	go func() {
 		ctx, cancel := context.WithTimeout(l.cfg.Context, timeout)
 		defer cancel()
@@ -132,16 +134,34 @@ func (l *KeyLoader) Start(timeout time.Duration) error {
 // Load loads (or reloads) every source now and returns the status; ErrReloadRunning when one is
 // running.
 func (l *KeyLoader) Load(ctx context.Context) (ReloadStatus, error) {
-	if !l.running.CompareAndSwap(false, true) {
+	if !l.begin() {
 		return ReloadStatus{}, ErrReloadRunning
 	}
-	l.status.Store(&ReloadStatus{State: ReloadRunning, Started: time.Now()})
 	return l.run(ctx), nil
 }
 
-// run does one load; the caller has set running, run clears it.
+// begin marks a load running (false: one already is) and publishes it.
+func (l *KeyLoader) begin() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.running {
+		return false
+	}
+	l.running = true
+	l.status.Store(&ReloadStatus{State: ReloadRunning, Started: time.Now()})
+	return true
+}
+
+// finish publishes a load's final status and ends it, together.
+func (l *KeyLoader) finish(st *ReloadStatus) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.status.Store(st)
+	l.running = false
+}
+
+// run does one load; the caller has begun it, run finishes it.
 func (l *KeyLoader) run(ctx context.Context) ReloadStatus {
-	defer l.running.Store(false)
 	st := ReloadStatus{State: ReloadRunning, Started: l.status.Load().Started}
 	log := l.cfg.Logger
 
@@ -152,7 +172,7 @@ func (l *KeyLoader) run(ctx context.Context) ReloadStatus {
 		res, err := src.Load(ctx)
 		if ctx.Err() != nil {
 			st.State, st.Error, st.Finished = ReloadFailed, fmt.Sprintf("key load interrupted: %v", ctx.Err()), time.Now()
-			l.status.Store(&st)
+			l.finish(&st)
 			if l.cfg.Observer != nil {
 				l.cfg.Observer.ObserveKeyLoad(st.State)
 			}
@@ -259,7 +279,7 @@ func (l *KeyLoader) run(ctx context.Context) ReloadStatus {
 	if l.cfg.Observer != nil {
 		l.cfg.Observer.ObserveKeyLoad(st.State)
 	}
-	l.status.Store(&st)
+	l.finish(&st)
 	log.Info("keys loaded", "keys", st.Keys, "added", st.Added, "removed", st.Removed, "kept", st.Kept,
 		"state", st.State, "took", st.Finished.Sub(st.Started).Round(time.Millisecond))
 	return st
