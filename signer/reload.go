@@ -89,7 +89,7 @@ type ReloadStatus struct {
 
 // KeyLoader loads the key sources into the KeySet, at start and on every reload.
 type KeyLoader struct {
-	cfg     LoaderConfig
+	cfg LoaderConfig
 	// mu makes "running" and the published status change together: once GET /reload shows a
 	// load finished, a new one can start at once.
 	mu      sync.Mutex
