@@ -1,0 +1,245 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/vigil-signer/vigil/api"
+	"github.com/vigil-signer/vigil/keystore"
+	"github.com/vigil-signer/vigil/signer"
+	"github.com/vigil-signer/vigil/slashing"
+)
+
+// wiring is the object graph of `vigil serve`: built by wire, run as the ordered service list.
+type wiring struct {
+	c        *serveConfig
+	network  *signer.Network
+	keys     *signer.KeySet
+	devKeys  []keystore.PublicKey
+	kmToken  string
+	services []service
+	api      *httpService
+	metrics  *httpService // nil when metrics are off
+	failures chan error
+	cleanup  []func() // run by release, last first
+}
+
+// failed delivers a listener that stopped serving by itself.
+func (w *wiring) failed() <-chan error { return w.failures }
+
+// release undoes what wire acquired outside the services (data-dir lock, key-source
+// connections, the store if the services never ran). Safe after a failed wire.
+func (w *wiring) release() {
+	for i := len(w.cleanup) - 1; i >= 0; i-- {
+		w.cleanup[i]()
+	}
+	w.cleanup = nil
+}
+
+// wire builds the signer and its collaborators from the configuration and returns the services
+// in start order (lifecycle.go). Nothing here serves a request yet.
+func wire(ctx context.Context, c *serveConfig, getenv func(string) string, hup <-chan os.Signal, log *slog.Logger) (w *wiring, err error) {
+	w = &wiring{c: c, failures: make(chan error, 2)}
+	defer func() {
+		if err != nil {
+			w.release()
+		}
+	}()
+	if w.network, err = signer.LoadNetwork(c.network); err != nil {
+		return w, usagef("--network: %v", err)
+	}
+	if err := os.MkdirAll(c.store.dataDir, 0o700); err != nil {
+		return w, fmt.Errorf("data dir: %w", err)
+	}
+	unlock, err := lockDataDir(c.store.dataDir)
+	if err != nil {
+		return w, err
+	}
+	w.cleanup = append(w.cleanup, unlock)
+	genesis, err := resolveGenesis(ctx, c.genesis, w.network, c.store.dataDir, c.dev, log)
+	if err != nil {
+		return w, err
+	}
+	if c.farFutureEpochs > 0 && w.network.GenesisTime.IsZero() {
+		msg := "the far-future guard needs the chain's genesis time, and network " + w.network.Name + " does not know it: give --genesis-time, a --beacon-node-url, or --slashing-far-future-epochs 0 to run without the guard"
+		if genesis.beaconErr != nil {
+			msg += " (beacon nodes: " + genesis.beaconErr.Error() + ")"
+		}
+		return w, usagef("%s", msg)
+	}
+	if c.dev {
+		if err := w.devKeystores(); err != nil {
+			return w, err
+		}
+	}
+
+	sources, err := keySources(c)
+	if err != nil {
+		return w, err
+	}
+	c.ks.logger = log
+	sources = append(sources, c.ks.serveSources(getenv)...)
+	w.cleanup = append(w.cleanup, func() {
+		for _, s := range sources {
+			if l, ok := s.(*lazySource); ok {
+				l.Close()
+			}
+		}
+	})
+	// Keymanager: keys imported through the API are one more key source (keymanager.go), loaded
+	// once at start; after that only the keymanager changes them.
+	managed, err := c.km.managedKeys(c.store.dataDir)
+	if err != nil {
+		return w, err
+	}
+	if len(sources) == 0 && managed == nil {
+		log.Warn("no key source configured: the signer will answer 404 to every sign request (use --keystores-path, --key-config-path, --keyring-path, --vault-address, --hsm-module, --key-manager-api-enabled or --dev)")
+	}
+
+	// --dev opts in to a new database by itself (throwaway keys, throwaway history).
+	store, err := openStore(ctx, c.store, c.store.init || c.dev)
+	if err != nil {
+		return w, err
+	}
+	w.cleanup = append(w.cleanup, func() { _ = store.Close() })
+	logStoreOpened(ctx, log, c.store, store)
+	if err := checkStoreGenesis(ctx, w.network, store, &genesis); err != nil {
+		return w, err
+	}
+	logGenesis(log, w.network, genesis, c.farFutureEpochs)
+	w.services = append(w.services, &closer{name: "slashing store", close: func() { _ = store.Close() }})
+	if c.pruning {
+		m, err := maintainer(store)
+		if err != nil {
+			return w, usagef("%v: set --slashing-protection-pruning-enabled=false", err)
+		}
+		opts := slashing.PruneOptions{KeepEpochs: c.pruneKeep, SlotsPerEpoch: w.network.SlotsPerEpoch}
+		w.services = append(w.services, &loop{name: "slashing pruning", run: func(ctx context.Context) {
+			pruneLoop(ctx, m, opts, c.pruneInterval, log)
+		}})
+	}
+
+	w.keys = signer.NewKeySet(nil)
+	metrics := api.NewMetrics(version, w.keys.Len)
+	storeMetrics(metrics, store)
+	sg, err := signer.New(signer.Config{
+		Network: w.network, Keys: w.keys, Store: store, FarFutureEpochs: c.farFutureEpochs,
+		MaxInFlight: c.maxInFlight, Observer: metrics, StoreTimeout: c.storeTimeout,
+	})
+	if err != nil {
+		return w, err
+	}
+	apiOpts := api.Options{Signer: sg, Logger: log, Metrics: metrics, MaxBodyBytes: c.maxBodyBytes}
+	kmTokenFile, km, err := c.km.wire(&apiOpts, c.store.dataDir, managed, w.keys, store, log) // keymanager.go
+	if err != nil {
+		return w, err
+	}
+	w.kmToken = kmTokenFile
+	loaderCfg := signer.LoaderConfig{Sources: sources, Managed: managed, Keys: w.keys,
+		Observer: metrics, Logger: log, Publish: sg.SetSourceReports, Context: ctx}
+	if km != nil {
+		loaderCfg.Lock = km.Locker()
+	}
+	loader := signer.NewKeyLoader(loaderCfg)
+	w.services = append(w.services,
+		&keyService{loader: loader, requireAll: c.requireAllKeys, triggers: &loop{name: "key reload triggers", run: func(ctx context.Context) {
+			reloadTriggers(ctx, hup, loader, c.reloadTimeout, c.sourceRetry, log)
+		}}},
+		&loop{name: "health watch", run: func(ctx context.Context) { watchHealth(ctx, sg, healthInterval, log) }},
+		// [HA elector]: between the keys and the listeners (issue "Active/standby pair").
+		// [VC failover controller]: after the elector, before the listeners.
+	)
+	apiOpts.Reloader, apiOpts.ReloadTimeout = loader, c.reloadTimeout
+	if err := c.http.apply(&apiOpts, log); err != nil { // httpserver.go
+		return w, err
+	}
+	w.api = &httpService{name: "signing API listener", srv: c.http.server(api.Handler(apiOpts), log), grace: c.shutdownGrace,
+		log: log, failed: w.failures, listen: func() (net.Listener, error) { return c.http.listen(c.host, c.port) }}
+	w.services = append(w.services, w.api)
+	if c.metricsEnabled {
+		w.metrics = &httpService{name: "metrics listener", srv: c.http.server(metrics.Handler(), log), grace: c.shutdownGrace,
+			log: log, failed: w.failures, listen: func() (net.Listener, error) { return c.http.listen(c.metricsHost, c.metricsPort) }}
+		w.services = append(w.services, w.metrics)
+	}
+	return w, nil
+}
+
+// devKeystores writes the --dev interop keystores (unless --keystores-path names others).
+func (w *wiring) devKeystores() error {
+	c := w.c
+	if c.keystoresPath == "" {
+		c.keystoresPath = filepath.Join(c.store.dataDir, "dev-keystores")
+		c.passwordFile = filepath.Join(c.store.dataDir, "dev-keystores-password.txt")
+		c.passwordsPath = ""
+	}
+	indices := make([]uint64, devKeyCount)
+	for i := range indices {
+		indices[i] = uint64(i)
+	}
+	var err error
+	if w.devKeys, err = keystore.WriteInteropKeystores(c.keystoresPath, c.passwordFile, indices, keystore.DevKDF()); err != nil {
+		return fmt.Errorf("--dev: write interop keystores: %w", err)
+	}
+	return nil
+}
+
+// keyService loads the keys at Start (the listeners start only after: a signer never serves
+// with half its keys) and then runs the reload triggers until Stop.
+type keyService struct {
+	loader     *signer.KeyLoader
+	requireAll bool
+	triggers   *loop
+}
+
+func (k *keyService) Name() string { return "keys" }
+
+func (k *keyService) Start(ctx context.Context) error {
+	st, err := k.loader.Load(ctx)
+	if err != nil {
+		return err
+	}
+	if st.State == signer.ReloadFailed {
+		return fmt.Errorf("loading keys: %s", st.Error)
+	}
+	if k.requireAll && st.State != signer.ReloadCompleted {
+		return fmt.Errorf("--require-all-keys: %s", describeFailures(st))
+	}
+	return k.triggers.Start(ctx)
+}
+
+func (k *keyService) Stop() { k.triggers.Stop() }
+
+// announce writes vigil.ports and tells the operator where the signer listens (after start).
+func (w *wiring) announce(stdout io.Writer) {
+	c := w.c
+	httpPort, metricsPort := w.api.port(), 0
+	if w.metrics != nil {
+		metricsPort = w.metrics.port()
+	}
+	if err := writePorts(filepath.Join(c.store.dataDir, "vigil.ports"), httpPort, metricsPort); err != nil {
+		w.api.log.Warn("cannot write vigil.ports", "err", err)
+	}
+	url := "http://" + net.JoinHostPort(c.host, strconv.Itoa(httpPort))
+	fmt.Fprintf(stdout, "vigil %s serving the signing API at %s (network %s, %d keys", version, url, w.network.Name, w.keys.Len())
+	if w.metrics != nil {
+		fmt.Fprintf(stdout, ", metrics at http://%s/metrics", net.JoinHostPort(c.metricsHost, strconv.Itoa(metricsPort)))
+	}
+	fmt.Fprintln(stdout, ")")
+	if w.kmToken != "" {
+		fmt.Fprintf(stdout, "keymanager API at %s/eth/v1/keystores (bearer token in %s)\n", url, w.kmToken)
+	}
+	if c.dev {
+		fmt.Fprintf(stdout, "dev mode: interop test keys (public knowledge, never use on a real network), data in %s\n", c.store.dataDir)
+		for _, pk := range w.devKeys {
+			fmt.Fprintf(stdout, "  %s\n", pk)
+		}
+		fmt.Fprintf(stdout, "try: curl %s/api/v1/eth2/publicKeys\n", url)
+	}
+}
+
