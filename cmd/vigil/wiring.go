@@ -242,4 +242,3 @@ func (w *wiring) announce(stdout io.Writer) {
 		fmt.Fprintf(stdout, "try: curl %s/api/v1/eth2/publicKeys\n", url)
 	}
 }
-
