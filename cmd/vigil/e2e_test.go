@@ -77,6 +77,13 @@ func (o *outBuf) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// snapshot returns the output so far and a channel closed at the next write.
+func (o *outBuf) snapshot() (string, <-chan struct{}) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.b.String(), o.changed
+}
+
 func (o *outBuf) String() string {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -161,24 +168,29 @@ func start(t *testing.T, args ...string) *vigil {
 		}
 	})
 
-	deadline := time.Now().Add(30 * time.Second)
-	var ports string
+	// The banner on stdout comes after vigil.ports is written and the listeners serve: wait for
+	// it (an event: the process writes), or for the process to exit.
+	deadline := time.NewTimer(30 * time.Second)
+	defer deadline.Stop()
 	for {
-		if b, err := os.ReadFile(portsFile); err == nil {
-			ports = string(b)
+		s, changed := v.Stdout.snapshot()
+		if strings.Contains(s, "serving the signing API at") {
 			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("vigil did not write %s within 30s; stderr:\n%s", portsFile, v.Stderr)
-		}
 		select {
+		case <-changed:
 		case <-v.exited:
 			t.Fatalf("vigil exited before listening (%v); stderr:\n%s", v.cmd.ProcessState, v.Stderr)
-		case <-time.After(10 * time.Millisecond):
+		case <-deadline.C:
+			t.Fatalf("vigil did not start serving within 30s; stderr:\n%s", v.Stderr)
 		}
 	}
+	ports, err := os.ReadFile(portsFile)
+	if err != nil {
+		t.Fatalf("vigil serves but wrote no %s: %v", portsFile, err)
+	}
 	kv := map[string]string{}
-	for _, line := range strings.Split(strings.TrimSpace(ports), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(string(ports)), "\n") {
 		k, val, _ := strings.Cut(line, "=")
 		kv[k] = val
 	}
@@ -187,20 +199,10 @@ func start(t *testing.T, args ...string) *vigil {
 	}
 	v.URL = "http://127.0.0.1:" + kv["http-port"]
 	v.MetricsURL = "http://127.0.0.1:" + kv["metrics-port"]
-
-	for {
-		r, err := http.Get(v.URL + "/upcheck")
-		if err == nil {
-			r.Body.Close()
-			if r.StatusCode == http.StatusOK {
-				return v
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/upcheck never answered 200 (last error %v); stderr:\n%s", err, v.Stderr)
-		}
-		time.Sleep(10 * time.Millisecond)
+	if r := do(t, http.MethodGet, v.URL+"/upcheck", "", nil); r.status != http.StatusOK {
+		t.Fatalf("/upcheck: %s; stderr:\n%s", r, v.Stderr)
 	}
+	return v
 }
 
 func (v *vigil) kill() {

@@ -66,8 +66,11 @@ func blockRequest(t *testing.T, slot phase0.Slot, seed byte) map[string]any {
 // waitReload polls GET /reload until the reload that started at or after since has finished.
 func waitReload(t *testing.T, v *vigil, since time.Time) map[string]any {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	// Every load ends with a "keys loaded" log line: look again whenever the process writes.
+	deadline := time.NewTimer(30 * time.Second)
+	defer deadline.Stop()
 	for {
+		_, changed := v.Stderr.snapshot()
 		r := do(t, http.MethodGet, v.URL+"/reload", "", nil)
 		var st map[string]any
 		if r.status != http.StatusOK || json.Unmarshal(r.body, &st) != nil {
@@ -77,10 +80,11 @@ func waitReload(t *testing.T, v *vigil, since time.Time) map[string]any {
 		if st["status"] != "running" && !started.Before(since.Add(-time.Millisecond)) {
 			return st
 		}
-		if time.Now().After(deadline) {
+		select {
+		case <-changed:
+		case <-deadline.C:
 			t.Fatalf("reload did not finish: %s", r.body)
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
