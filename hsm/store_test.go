@@ -544,6 +544,7 @@ func TestConcurrentReconnect(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	var ok, unavailable, putsTried, putsDone atomic.Int64
+	progress := make(chan struct{}, 64) // an operation finished (paces the faults by events)
 	for g := range 6 {
 		st := []*Store{a, b}[g%2]
 		wg.Go(func() {
@@ -574,6 +575,10 @@ func TestConcurrentReconnect(t *testing.T) {
 				default:
 					t.Errorf("operation during reconnects: %v", err)
 				}
+				select {
+				case progress <- struct{}{}:
+				default:
+				}
 			}
 		})
 	}
@@ -590,7 +595,14 @@ func TestConcurrentReconnect(t *testing.T) {
 			}
 		}
 		a.mod.ops.Unlock()
-		time.Sleep(20 * time.Millisecond)
+		// Let the workers run into the fault: six more operations before the next one.
+		for range 6 {
+			select {
+			case <-progress:
+			case <-time.After(30 * time.Second):
+				t.Fatal("no operation finished after a fault")
+			}
+		}
 	}
 	close(stop)
 	wg.Wait()

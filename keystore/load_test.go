@@ -40,9 +40,16 @@ func TestRunJobsParallel(t *testing.T) {
 // completion order; failures and panics are per-item errors.
 func TestRunJobsOrderAndFailures(t *testing.T) {
 	var jobs []loadJob
+	// Later jobs finish first: job i waits until job i+1 has finished (job 7 starts the chain).
+	finished := make([]chan struct{}, 9)
+	for i := range finished {
+		finished[i] = make(chan struct{})
+	}
+	close(finished[8])
 	for i := range 8 {
 		jobs = append(jobs, loadJob{item: fmt.Sprintf("item-%d", i), load: func() (*SecretKey, error) {
-			time.Sleep(time.Duration(8-i) * time.Millisecond) // later jobs finish first
+			<-finished[i+1]
+			defer close(finished[i])
 			switch i {
 			case 2:
 				return nil, ErrWrongPassword
@@ -54,7 +61,7 @@ func TestRunJobsOrderAndFailures(t *testing.T) {
 			return InteropSecretKey(uint64(i))
 		}})
 	}
-	res, err := runJobs(context.Background(), 4, jobs)
+	res, err := runJobs(context.Background(), len(jobs), jobs) // all at once: the chain needs it
 	if err != nil {
 		t.Fatal(err)
 	}
