@@ -19,8 +19,7 @@ build: ## build bin/vigil
 run: build ## run the signer on embedded defaults (dev keys, SQLite, minimal network) at http://127.0.0.1:9000
 	$(BIN) serve --dev --data-dir $(DEV_DIR)
 
-test: ## run the whole test suite (set VIGIL_REQUIRE_EXTERNAL=1 to fail instead of skip when promtool etc. are missing)
-	$(GO) vet ./...
+test: lint ## run the whole test suite (set VIGIL_REQUIRE_EXTERNAL=1 to fail instead of skip when promtool etc. are missing)
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v /spec-tests/)
 	@echo "spec-test runners (case counts; full output on failure):"
 	@log=$$(mktemp); \
@@ -40,9 +39,10 @@ bench: build ## raw BLS vs end-to-end HTTP signing (SQLite, Postgres), import at
 	$(GO) test -run '^$$' -bench 'KeystoreDecryptScaling|KeyringStartup10k' -benchtime 1x -timeout 30m ./keystore/
 	cd keystore/vaulttest && $(GO) test -run '^$$' -bench Startup10k -benchtime 1x -timeout 60m .
 
-lint: ## gofmt and go vet
+lint: ## gofmt, go vet and the dependency rule (deploy/dev/check-deps.sh: signer/api/failover never reach the Vault SDK or pgx, signer never net/http, api never imports keystore)
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	GO=$(GO) deploy/dev/check-deps.sh
 
 clean: ## remove build output and the dev data dir
 	rm -rf bin $(DEV_DIR)

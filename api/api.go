@@ -20,7 +20,6 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
-	"github.com/vigil-signer/vigil/keystore"
 	"github.com/vigil-signer/vigil/signer"
 )
 
@@ -33,7 +32,7 @@ const DefaultMaxBodyBytes = 1 << 20
 
 // Signer is what the API needs from the signing core.
 type Signer interface {
-	Sign(ctx context.Context, identifier string, r *signer.Request) (keystore.Signature, error)
+	Sign(ctx context.Context, identifier string, r *signer.Request) (signer.Signature, error)
 	Keys() *signer.KeySet
 	Health(ctx context.Context, timeout time.Duration) signer.Health
 }
@@ -184,8 +183,8 @@ func (s *server) sign(w http.ResponseWriter, r *http.Request) {
 	req, err := signer.DecodeRequest(body)
 	noteAccess(r, id, req)
 	if err == nil {
-		var sig keystore.Signature
-		sig, err = s.Signer.Sign(r.Context(), id, req)
+		var sig signer.Signature
+		sig, err = s.Signer.Sign(signer.WithCaller(r.Context(), callerOf(r)), id, req)
 		if err == nil {
 			if req.Type == signer.TypeDeposit {
 				// Deposits are signed for the fork version they carry, whichever network this is.
@@ -210,6 +209,11 @@ func (s *server) sign(w http.ResponseWriter, r *http.Request) {
 	}
 	writeError(w, status, msg)
 }
+
+// callerOf resolves who sent a request, for the signer's Authorizer. Every caller is anonymous
+// until named validator clients are configured (their listener, mTLS client certificate or
+// bearer token will name them here).
+func callerOf(*http.Request) signer.Caller { return signer.Anonymous }
 
 // readBody reads a sign request body within the body limit and the process-wide body budget
 // (bodybudget.go). It reserves the declared Content-Length (the limit when there is none)
@@ -300,7 +304,7 @@ func wantsJSON(r *http.Request) bool {
 	return false
 }
 
-func writeSignature(w http.ResponseWriter, r *http.Request, sig keystore.Signature) {
+func writeSignature(w http.ResponseWriter, r *http.Request, sig signer.Signature) {
 	if wantsJSON(r) {
 		writeJSON(w, http.StatusOK, map[string]string{"signature": sig.String()})
 		return

@@ -26,8 +26,8 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/vigil-signer/vigil/internal/jsonfield"
 	"github.com/vigil-signer/vigil/internal/strictjson"
-	"github.com/vigil-signer/vigil/keystore"
 	"github.com/vigil-signer/vigil/signer"
 )
 
@@ -40,14 +40,13 @@ const DefaultKeyManagerMaxBodyBytes = 64 << 20
 // timeouts for these routes: decrypting many scrypt keystores takes minutes on few cores.
 const DefaultKeyManagerTimeout = 15 * time.Minute
 
-// KeyManager is what the keymanager routes need (implemented by *signer.KeyManager).
+// KeyManager is what the keymanager routes need (implemented by *keymanager.Manager, package
+// signer/keymanager).
 type KeyManager interface {
 	List() []signer.KeyInfo
 	Import(ctx context.Context, keystores, passwords []string, slashingProtection string) ([]signer.ImportResult, error)
-	Delete(ctx context.Context, pubkeys []keystore.PublicKey) (signer.DeleteResponse, error)
+	Delete(ctx context.Context, pubkeys []signer.PublicKey) (signer.DeleteResponse, error)
 }
-
-var _ KeyManager = (*signer.KeyManager)(nil)
 
 type keyManagerAPI struct {
 	km        KeyManager
@@ -180,15 +179,11 @@ func jsonProblem(err error) string {
 	return "malformed"
 }
 
-func isNullOrMissing(raw json.RawMessage) bool {
-	return len(raw) == 0 || string(bytes.TrimSpace(raw)) == "null"
-}
-
 // stringArray decodes a required array member. With objectsToo, an element that is a JSON object
 // is taken as its own text (some clients send keystores as objects rather than strings).
 func stringArray(m map[string]json.RawMessage, name string, objectsToo bool) ([]string, error) {
 	raw := m[name]
-	if isNullOrMissing(raw) {
+	if jsonfield.Absent(raw) {
 		return nil, fmt.Errorf("%q is required", name)
 	}
 	var elems []json.RawMessage
@@ -234,7 +229,7 @@ func (k *keyManagerAPI) importKeystores(w http.ResponseWriter, r *http.Request) 
 		return
 	}
 	var slashingProtection string
-	if raw := bytes.TrimSpace(m["slashing_protection"]); !isNullOrMissing(raw) {
+	if raw := bytes.TrimSpace(m["slashing_protection"]); !jsonfield.Absent(raw) {
 		switch raw[0] {
 		case '"':
 			if err := json.Unmarshal(raw, &slashingProtection); err != nil {
@@ -269,8 +264,8 @@ func (k *keyManagerAPI) importKeystores(w http.ResponseWriter, r *http.Request) 
 	writeJSON(w, http.StatusOK, map[string]any{"data": out})
 }
 
-func pubkeyOrEmpty(pk keystore.PublicKey) string {
-	if pk == (keystore.PublicKey{}) {
+func pubkeyOrEmpty(pk signer.PublicKey) string {
+	if pk == (signer.PublicKey{}) {
 		return ""
 	}
 	return pk.String()
@@ -291,7 +286,7 @@ func (k *keyManagerAPI) deleteKeys(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	pubkeys := make([]keystore.PublicKey, len(raw))
+	pubkeys := make([]signer.PublicKey, len(raw))
 	for i, s := range raw {
 		pk, err := signer.ParseIdentifier(s)
 		if err != nil {

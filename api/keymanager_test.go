@@ -1,6 +1,8 @@
 package api
 
 import (
+	"github.com/prometheus/client_golang/prometheus"
+
 	"bytes"
 	"context"
 	"encoding/json"
@@ -314,7 +316,7 @@ func TestKeyManagerDelete(t *testing.T) {
 }
 
 func TestKeyManagerMetricsRoute(t *testing.T) {
-	m := NewMetrics("test", func() int { return 0 })
+	m := NewMetrics(prometheus.NewRegistry())
 	h := kmHandler(t, &fakeKeyManager{}, func(o *Options) { o.Metrics = m })
 	do(h, http.MethodGet, "/eth/v1/keystores", "", kmAuth...)
 	do(h, http.MethodGet, "/eth/v1/keystores", "")

@@ -9,20 +9,28 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/vigil-signer/vigil/api"
 	"github.com/vigil-signer/vigil/internal/testenv"
+	"github.com/vigil-signer/vigil/keystore/keyset/keysetmetrics"
 	"github.com/vigil-signer/vigil/signer"
+	"github.com/vigil-signer/vigil/signer/signermetrics"
 )
 
 // TestMetricsPassPromtool scrapes the metrics handler after some traffic and runs the real
 // `promtool check metrics` linter over the exposition (names, help, types, units).
 func TestMetricsPassPromtool(t *testing.T) {
 	promtool := testenv.LookPath(t, "promtool", "apt-get install prometheus")
-	m := api.NewMetrics("test", func() int { return 3 })
-	m.Observe(signer.TypeAttestation, signer.OutcomeSigned, 2*time.Millisecond)
-	m.Observe(signer.TypeBlockV2, signer.OutcomeRefused, time.Millisecond)
-	m.ObserveKeySource(signer.SourceReport{Name: "vault", Loaded: 5, Took: 1500 * time.Millisecond})
-	m.ObserveKeyLoad(signer.ReloadDegraded)
+	// The registry as cmd assembles it: HTTP metrics, sign requests, key loading.
+	reg := prometheus.NewRegistry()
+	m := api.NewMetrics(reg)
+	sm := signermetrics.New(reg)
+	km := keysetmetrics.New(reg, func() int { return 3 })
+	sm.ObserveRequest(signer.Event{Type: signer.TypeAttestation, Outcome: signer.OutcomeSigned, Duration: 2 * time.Millisecond})
+	sm.ObserveRequest(signer.Event{Type: signer.TypeBlockV2, Outcome: signer.OutcomeRefused, Duration: time.Millisecond})
+	km.ObserveKeySource(signer.SourceReport{Name: "vault", Loaded: 5, Took: 1500 * time.Millisecond})
+	km.ObserveKeyLoad(signer.ReloadDegraded)
 
 	srv := httptest.NewServer(m.Handler())
 	defer srv.Close()

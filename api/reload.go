@@ -7,17 +7,16 @@ import (
 	"regexp"
 	"time"
 
-	"github.com/vigil-signer/vigil/keystore"
 	"github.com/vigil-signer/vigil/signer"
 )
 
 // DefaultReloadTimeout bounds one reload started by POST /reload (Web3Signer's --reload-timeout).
 const DefaultReloadTimeout = 30 * time.Minute
 
-// Reloader is what POST/GET /reload drive (signer.KeyLoader).
+// Reloader is what POST/GET /reload drive (the key loader, keyset.Loader).
 type Reloader interface {
-	// Start begins a reload in the background; signer.ErrReloadRunning when one runs.
-	Start(timeout time.Duration) error
+	// Reload begins a reload in the background; signer.ErrReloadRunning when one runs.
+	Reload(timeout time.Duration) error
 	Status() signer.ReloadStatus
 }
 
@@ -28,7 +27,7 @@ func (s *server) startReload(w http.ResponseWriter, _ *http.Request) {
 	if timeout <= 0 {
 		timeout = DefaultReloadTimeout
 	}
-	if err := s.Reloader.Start(timeout); err != nil {
+	if err := s.Reloader.Reload(timeout); err != nil {
 		if errors.Is(err, signer.ErrReloadRunning) {
 			writeError(w, http.StatusConflict, err.Error()+"; GET /reload for its status")
 			return
@@ -96,7 +95,7 @@ func reloadJSON(st signer.ReloadStatus) reloadStatusJSON {
 // keystore and store errors carry no secrets by contract), with every address hidden and every
 // absolute path shortened to its base name. Malformed-key errors name the field only.
 func publicReason(err error) string {
-	var me *keystore.MalformedError
+	var me *signer.MalformedError
 	if errors.As(err, &me) {
 		return me.Error()
 	}
@@ -104,19 +103,25 @@ func publicReason(err error) string {
 }
 
 var (
-	absPath = regexp.MustCompile(`/[^\s:'"()]+`)
-	address = regexp.MustCompile(`[a-z][a-z0-9+.-]*://[^\s'"()]+|\[?[0-9A-Za-z.:-]+\]?:[0-9]{1,5}\b`)
+	absPath = regexp.MustCompile(`(^|[\s'"(=])(/[^\s:'"()]+)`)
+	// host names without a port: DNS lookups, certificate names, pgx's "host=… user=…".
+	namedHost = regexp.MustCompile(`(lookup |valid for |, not |host=|user=|database=|server name |hostname )[^\s,;:'"()` + "`" + `]+`)
+	address   = regexp.MustCompile(`[a-z][a-z0-9+.-]*://[^\s'"(),:/]+(:[0-9]+)?(/[^\s'"(),:]*)?|\[?[0-9A-Za-z.:-]+\]?:[0-9]{1,5}\b`)
 )
 
 // publicText hides addresses and shortens absolute paths to base names in an error message: the
 // unauthenticated health routes name things, never where they live (the log has the full text).
 func publicText(msg string) string {
 	msg = address.ReplaceAllString(msg, "(address)")
-	return absPath.ReplaceAllStringFunc(msg, func(p string) string { return filepath.Base(p) })
+	msg = namedHost.ReplaceAllString(msg, "${1}(address)")
+	return absPath.ReplaceAllStringFunc(msg, func(m string) string {
+		sub := absPath.FindStringSubmatch(m)
+		return sub[1] + filepath.Base(sub[2])
+	})
 }
 
 // publicLoadError is an item failure as "<base name>: <reason>".
-func publicLoadError(e keystore.LoadError) string {
+func publicLoadError(e signer.LoadError) string {
 	return publicItem(e.Item) + ": " + publicReason(e.Err)
 }
 

@@ -19,7 +19,7 @@ type fakeReloader struct {
 	status  signer.ReloadStatus
 }
 
-func (f *fakeReloader) Start(timeout time.Duration) error {
+func (f *fakeReloader) Reload(timeout time.Duration) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.running {
@@ -73,5 +73,21 @@ func TestReloadRoutes(t *testing.T) {
 	// Without a Reloader the routes do not exist.
 	if rec := do(newHandler(t, &fakeSigner{}, nil), http.MethodPost, "/reload", ""); rec.Code != http.StatusNotFound {
 		t.Fatalf("POST /reload without a reloader = %d", rec.Code)
+	}
+}
+
+// Health and reload reports hide addresses and host names, shorten paths, and keep the reason.
+func TestPublicTextHidesWhere(t *testing.T) {
+	for in, want := range map[string]string{
+		"vault at https://vault.corp.example:8200: LIST secret/metadata/x: sealed":    "vault at (address): LIST secret/metadata/x: sealed",
+		"dial tcp: lookup vault.corp.example on 127.0.0.53:53: no such host":          "dial tcp: lookup (address) on (address): no such host",
+		"x509: certificate is valid for vault.corp.example, not vault2.corp.example":  "x509: certificate is valid for (address), not (address)",
+		"failed to connect to `host=db.corp.example user=vigil database=slashing`: x": "failed to connect to `host=(address) user=(address) database=(address)`: x",
+		"open /var/lib/vigil/keystores/k.json: permission denied":                     "open k.json: permission denied",
+		"hsm: CKR_PIN_INCORRECT": "hsm: CKR_PIN_INCORRECT",
+	} {
+		if got := publicText(in); got != want {
+			t.Errorf("publicText(%q)\n got %q\nwant %q", in, got, want)
+		}
 	}
 }

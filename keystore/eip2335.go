@@ -14,6 +14,7 @@ import (
 	"reflect"
 	"strings"
 
+	"github.com/vigil-signer/vigil/internal/jsonfield"
 	"github.com/vigil-signer/vigil/internal/strictjson"
 )
 
@@ -255,7 +256,7 @@ func jsonKind(k reflect.Kind) string {
 }
 
 func parseVersion(raw json.RawMessage) error {
-	if len(raw) == 0 || string(raw) == "null" {
+	if jsonfield.Absent(raw) {
 		return malformed("version", "missing")
 	}
 	var v json.Number

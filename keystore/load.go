@@ -21,8 +21,11 @@ import (
 //     scrypt cannot be interrupted) finish, then every key built so far is
 //     zeroed and Load returns context.Cause(ctx) with an empty result (a job
 //     can abort the whole load by cancelling a context.WithCancelCause ctx).
-//   - A job returning errSkipItem produced nothing and reports nothing (the
-//     item vanished, or was deliberately deleted).
+//   - A job returning errSkipItem (ErrSkipItem) produced nothing and reports
+//     nothing (the item vanished, or was deliberately deleted).
+//
+// Sources in other packages (keystore/vault) use the same loader through
+// LoadJob, RunLoadJobs, WithPubkey and ErrSkipItem.
 
 // loadJob loads one item.
 type loadJob struct {
@@ -120,8 +123,12 @@ func runJob(j loadJob) (sk *SecretKey, err error) {
 	return j.load()
 }
 
-// errSkipItem: the job's item holds no key and is not an error (see runJobs).
-var errSkipItem = errors.New("item skipped")
+// ErrSkipItem, returned by a job, says that its item holds no key and is not an error (see
+// runJobs): it produces neither a key nor a LoadError.
+var ErrSkipItem = errors.New("item skipped")
+
+// errSkipItem is ErrSkipItem, under the name this package's sources use.
+var errSkipItem = ErrSkipItem
 
 // pubkeyError is a job failure for an item that declares its public key: runJobs moves the key
 // into LoadError.Pubkey.
@@ -140,3 +147,27 @@ func withPubkey(pub *PublicKey, err error) error {
 	}
 	return &pubkeyError{pub: *pub, err: err}
 }
+
+// LoadJob is one item of a parallel load by RunLoadJobs.
+type LoadJob struct {
+	// Item names the item in its LoadError (a file name, a path; never secret material).
+	Item string
+	// Load builds the item's key. An error becomes the item's LoadError (wrap it with WithPubkey
+	// when the item declares its public key); ErrSkipItem reports nothing.
+	Load func() (*SecretKey, error)
+}
+
+// RunLoadJobs runs jobs on at most workers goroutines (≤ 0 means GOMAXPROCS) and assembles the
+// LoadResult, with the invariants of this package's own sources (job order, first duplicate
+// wins, cancelling ctx — with a cause — aborts the load and zeroes every key built so far).
+func RunLoadJobs(ctx context.Context, workers int, jobs []LoadJob) (LoadResult, error) {
+	js := make([]loadJob, len(jobs))
+	for i, j := range jobs {
+		js[i] = loadJob{item: j.Item, load: j.Load}
+	}
+	return runJobs(ctx, workers, js)
+}
+
+// WithPubkey attaches the public key an item declares to its job error (nil stays nil): the
+// item's LoadError then carries it in Pubkey.
+func WithPubkey(pub PublicKey, err error) error { return withPubkey(&pub, err) }

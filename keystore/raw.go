@@ -5,8 +5,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 
@@ -27,37 +29,24 @@ import (
 //	keystorePasswordFile: validator_1.txt   # the key-config directory
 //	---
 //	type: hashicorp             # one secret read from HashiCorp Vault
-//	serverHost: vault.example   # required
-//	serverPort: 8200            # default 8200
-//	keyPath: /v1/secret/data/validator_1    # required; KV v2 (data.data) or KV v1 (data)
-//	keyName: value              # the secret's field holding the hex key; default "value"
-//	token: hvs.…                # required (authMethod TOKEN, the default)
-//	timeout: 10000              # per request, in ms; default 10000
-//	tlsEnabled: true            # default false (http)
-//	tlsKnownServersPath: known_servers      # optional: "<host>:<port> <sha256 fingerprint>" lines
-//	tlsCaFile: vault-ca.pem     # optional, not in Web3Signer: a PEM CA bundle to trust
+//	…                           # (fields: see keystore/vault.KeyConfigLoader)
 //
 // Rules:
 //   - The password of a file-keystore is the first line of its password file
 //     (without the "\n" or "\r\n" ending it).
-//   - hashicorp: the secret is read with the token at Load (each document is
-//     one request; documents for the same server share connections). Without
-//     tlsKnownServersPath or tlsCaFile, TLS trusts the system roots. With
-//     tlsKnownServersPath (Web3Signer's allowlist) the server must be listed
-//     under serverHost:serverPort with the SHA-256 fingerprint of its
-//     certificate; CA signatures are then not consulted. TLS settings with
-//     tlsEnabled false are an error, never silently ignored.
-//     httpProtocolVersion (HTTP_2 or HTTP_1_1) is accepted; the protocol is
-//     negotiated. authMethod KUBERNETES is not supported (a LoadError).
-//     Errors name the server and keyPath, never the token or the secret; an
-//     unreachable or sealed Vault, or a refused token, wraps ErrUnavailable.
+//   - Other types are read by the KeyConfigLoader registered for them in
+//     KeyConfig.Loaders: cmd/vigil registers keystore/vault's for hashicorp,
+//     which keeps the Vault client out of this package. The loader is given
+//     the document's type-specific fields (those it lists in Fields) and its
+//     errors become the document's LoadErrors, as for the built-in types.
 //   - Any other type (aws-secret, azure-secret, …), a missing or unparsable
 //     field, an unreadable file, invalid YAML or a file larger than 1 MiB is a
 //     LoadError whose Item is the YAML file's path (the message says which
 //     document); it never stops the other files. Unknown fields are ignored.
-//   - Keystores are decrypted, and Vault secrets read, in parallel (Workers,
-//     default GOMAXPROCS). A reload decrypts only keystores whose file bytes or
-//     password changed (decryptCache, as DirSource).
+//   - Keystores are decrypted, and the keys of loaders read (Vault secrets),
+//     in parallel (Workers, default GOMAXPROCS). A reload decrypts only
+//     keystores whose file bytes or password changed (decryptCache, as
+//     DirSource).
 //   - Duplicate public keys: the first in (file name, document) order wins.
 //   - Keys are *LocalKey. YAML error messages are never quoted (they can
 //     contain source lines, hence a private key); only positions are reported.
@@ -65,8 +54,9 @@ import (
 //     a raw privateKey or a Vault token are Go strings and cannot be wiped:
 //     prefer keystores, or Vault with a short-lived token.
 type ConfigSource struct {
-	cfg   KeyConfig
-	vault vaultClients // Vault API clients of hashicorp documents, by server
+	cfg    KeyConfig
+	fields map[string]bool // the document fields read: the built-in ones and the loaders'
+	types  []string        // the supported types: the built-in ones, then the loaders' (sorted)
 
 	mu    sync.Mutex // one Load at a time (the keystore cache is rebuilt by each)
 	cache decryptCache
@@ -78,6 +68,25 @@ type KeyConfig struct {
 	Path string
 	// Workers bounds parallel keystore decryption; 0 means runtime.GOMAXPROCS(0).
 	Workers int
+	// Loaders reads the key-config types this package does not know itself, by type name in
+	// lower case (matched case-insensitively): cmd/vigil sets KeyConfigHashicorp to
+	// keystore/vault's loader. A document of a type with no loader is a LoadError wrapping
+	// ErrUnsupportedKeyConfig.
+	Loaders map[string]KeyConfigLoader
+}
+
+// KeyConfigLoader loads the documents of one key-config type that ConfigSource does not read
+// itself (keystore/vault.KeyConfigLoader reads type hashicorp).
+type KeyConfigLoader interface {
+	// Fields names the document fields the loader reads, besides type and keyType (which
+	// ConfigSource checks). Other fields are not in the KeyConfigDoc the loader is given.
+	Fields() []string
+	// Loader checks one document when the directory is loaded and returns the function that
+	// builds its key; that function runs on a worker goroutine, concurrently with other
+	// documents' (of any loader). Either error becomes the document's LoadError: it names
+	// fields and servers, never a secret. resolve turns a path given in the document into one
+	// that is relative to the key-config directory (absolute paths are kept).
+	Loader(doc KeyConfigDoc, resolve func(path string) string) (func() (*SecretKey, error), error)
 }
 
 // Validate checks the configuration without touching the file system.
@@ -88,6 +97,16 @@ func (c KeyConfig) Validate() error {
 	if c.Workers < 0 {
 		return fmt.Errorf("key config: workers must be ≥ 0, got %d", c.Workers)
 	}
+	for typ, l := range c.Loaders {
+		switch {
+		case typ == "" || typ != strings.ToLower(typ):
+			return fmt.Errorf("key config: loader type %q: must be a lower-case type name", truncate(typ, 40))
+		case typ == KeyConfigFileRaw || typ == KeyConfigFileKeystore:
+			return fmt.Errorf("key config: loader type %q: built in, cannot be replaced", typ)
+		case l == nil:
+			return fmt.Errorf("key config: loader type %q: nil loader", typ)
+		}
+	}
 	return nil
 }
 
@@ -96,7 +115,15 @@ func NewConfigSource(cfg KeyConfig) (*ConfigSource, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &ConfigSource{cfg: cfg}, nil
+	s := &ConfigSource{cfg: cfg, fields: maps.Clone(builtinKeyConfigFields)}
+	for _, typ := range slices.Sorted(maps.Keys(cfg.Loaders)) {
+		s.types = append(s.types, typ)
+		for _, f := range cfg.Loaders[typ].Fields() {
+			s.fields[f] = true
+		}
+	}
+	s.types = append([]string{KeyConfigFileRaw, KeyConfigFileKeystore}, s.types...)
+	return s, nil
 }
 
 // Name implements Source.
@@ -110,8 +137,8 @@ const (
 )
 
 // ErrUnsupportedKeyConfig: a key-config document has a type (aws-secret,
-// azure-secret, …) or an option (hashicorp authMethod KUBERNETES) this build
-// does not load.
+// azure-secret, …, or one without a registered KeyConfigLoader) or an option
+// (hashicorp authMethod KUBERNETES) this build does not load.
 var ErrUnsupportedKeyConfig = errors.New("unsupported key config type")
 
 // maxKeyConfigSize bounds one key-config YAML file.
@@ -130,7 +157,7 @@ func (s *ConfigSource) Load(ctx context.Context) (LoadResult, error) {
 	var jobs []loadJob
 	for _, name := range files {
 		path := filepath.Join(s.cfg.Path, name)
-		docs, err := readKeyConfigFile(path)
+		docs, err := readKeyConfigFile(path, s.fields)
 		if err != nil {
 			jobs = append(jobs, failedJob(path, err))
 			continue
@@ -172,32 +199,36 @@ func failedJob(item string, err error) loadJob {
 	return loadJob{item: item, load: func() (*SecretKey, error) { return nil, err }}
 }
 
-// keyConfigDoc is one YAML document reduced to the scalar fields this package
-// reads; an absent (or null) field has no entry. err is set when the document
-// itself is unusable (the file's other documents still load).
-type keyConfigDoc struct {
+// KeyConfigDoc is one YAML document of a key-config file reduced to the scalar
+// fields the source reads (the built-in ones and the loaders' Fields); an
+// absent (or null) field has no entry. Values are the text as written (an
+// unquoted 0x… is not turned into a number; a literal block loses its
+// trailing newlines).
+type KeyConfigDoc struct {
 	n      int // 1-based position of the document in its file
 	fields map[string]string
-	err    error
+	err    error // set when the document itself is unusable (the file's other documents still load)
 }
 
-func (d keyConfigDoc) get(name string) (string, bool) {
+// Get returns the value of a field and whether the document has it.
+func (d KeyConfigDoc) Get(name string) (string, bool) {
 	v, ok := d.fields[name]
 	return v, ok
 }
 
 // keyLoader checks one document and returns the function that builds its key.
-func (s *ConfigSource) keyLoader(d keyConfigDoc) (func() (*SecretKey, error), error) {
-	typ, ok := d.get("type")
+func (s *ConfigSource) keyLoader(d KeyConfigDoc) (func() (*SecretKey, error), error) {
+	typ, ok := d.Get("type")
 	if !ok || typ == "" {
-		return nil, &MalformedError{Field: "type", Reason: "missing (want file-raw, file-keystore or hashicorp)"}
+		want := strings.Join(s.types[:len(s.types)-1], ", ") + " or " + s.types[len(s.types)-1]
+		return nil, &MalformedError{Field: "type", Reason: "missing (want " + want + ")"}
 	}
-	if kt, ok := d.get("keyType"); ok && !strings.EqualFold(kt, "BLS") {
+	if kt, ok := d.Get("keyType"); ok && !strings.EqualFold(kt, "BLS") {
 		return nil, &MalformedError{Field: "keyType", Reason: fmt.Sprintf("unsupported key type %q (only BLS)", truncate(kt, 40))}
 	}
 	switch strings.ToLower(typ) {
 	case KeyConfigFileRaw:
-		priv, ok := d.get("privateKey")
+		priv, ok := d.Get("privateKey")
 		if !ok {
 			return nil, &MalformedError{Field: "privateKey", Reason: "missing"}
 		}
@@ -206,11 +237,11 @@ func (s *ConfigSource) keyLoader(d keyConfigDoc) (func() (*SecretKey, error), er
 		}
 		return func() (*SecretKey, error) { return rawSecretKey(priv) }, nil
 	case KeyConfigFileKeystore:
-		ksFile, ok := d.get("keystoreFile")
+		ksFile, ok := d.Get("keystoreFile")
 		if !ok || ksFile == "" {
 			return nil, &MalformedError{Field: "keystoreFile", Reason: "missing"}
 		}
-		pwFile, ok := d.get("keystorePasswordFile")
+		pwFile, ok := d.Get("keystorePasswordFile")
 		if !ok || pwFile == "" {
 			return nil, &MalformedError{Field: "keystorePasswordFile", Reason: "missing"}
 		}
@@ -235,10 +266,11 @@ func (s *ConfigSource) keyLoader(d keyConfigDoc) (func() (*SecretKey, error), er
 			}
 			return sk, nil
 		}, nil
-	case KeyConfigHashicorp:
-		return s.vault.hashicorpKeyLoader(d, s.resolve)
 	default:
-		return nil, fmt.Errorf("%w %q (supported: file-raw, file-keystore, hashicorp)", ErrUnsupportedKeyConfig, truncate(typ, 40))
+		if l, ok := s.cfg.Loaders[strings.ToLower(typ)]; ok {
+			return l.Loader(d, s.resolve)
+		}
+		return nil, fmt.Errorf("%w %q (supported: %s)", ErrUnsupportedKeyConfig, truncate(typ, 40), strings.Join(s.types, ", "))
 	}
 }
 
@@ -279,14 +311,15 @@ func rawSecretKey(s string) (*SecretKey, error) {
 	return sk, nil
 }
 
-// readKeyConfigFile reads one YAML file into its non-empty documents.
-func readKeyConfigFile(path string) ([]keyConfigDoc, error) {
+// readKeyConfigFile reads one YAML file into its non-empty documents, keeping
+// the given fields.
+func readKeyConfigFile(path string, fields map[string]bool) ([]KeyConfigDoc, error) {
 	data, err := readLimited(path, maxKeyConfigSize)
 	if err != nil {
 		return nil, err
 	}
 	defer zero(data)
-	return parseKeyConfig(data)
+	return parseKeyConfigFields(data, fields)
 }
 
 // yamlPos extracts the "[line:column]" position go-yaml puts at the start of
@@ -300,11 +333,17 @@ func yamlError(err error) error {
 	return &MalformedError{Reason: "invalid YAML"}
 }
 
-// parseKeyConfig splits YAML into documents of scalar fields. Empty documents
-// (only comments, or nothing between two "---") are skipped; a file without
-// any document, or that is not valid YAML as a whole, is an error. A document
-// that is not a mapping of scalar fields is returned with its err set.
-func parseKeyConfig(data []byte) (docs []keyConfigDoc, err error) {
+// parseKeyConfig is parseKeyConfigFields with the built-in fields only.
+func parseKeyConfig(data []byte) ([]KeyConfigDoc, error) {
+	return parseKeyConfigFields(data, builtinKeyConfigFields)
+}
+
+// parseKeyConfigFields splits YAML into documents of scalar fields, keeping
+// the fields named in known. Empty documents (only comments, or nothing
+// between two "---") are skipped; a file without any document, or that is not
+// valid YAML as a whole, is an error. A document that is not a mapping of
+// scalar fields is returned with its err set.
+func parseKeyConfigFields(data []byte, known map[string]bool) (docs []KeyConfigDoc, err error) {
 	defer func() {
 		// The YAML parser is third-party code fed untrusted input.
 		if r := recover(); r != nil {
@@ -327,7 +366,7 @@ func parseKeyConfig(data []byte) (docs []keyConfigDoc, err error) {
 		if body == nil {
 			continue
 		}
-		doc, err := yamlFields(body)
+		doc, err := yamlFields(body, known)
 		doc.n, doc.err = i+1, err
 		docs = append(docs, doc)
 	}
@@ -337,9 +376,10 @@ func parseKeyConfig(data []byte) (docs []keyConfigDoc, err error) {
 	return docs, nil
 }
 
-// yamlFields reads the top-level scalar fields of a mapping. Non-scalar
-// values are recorded only when they belong to a field this package reads.
-func yamlFields(body ast.Node) (keyConfigDoc, error) {
+// yamlFields reads the top-level scalar fields of a mapping that are named in
+// known; other fields are ignored (a non-scalar value is an error only for a
+// field in known).
+func yamlFields(body ast.Node, known map[string]bool) (KeyConfigDoc, error) {
 	var values []*ast.MappingValueNode
 	switch b := body.(type) {
 	case *ast.MappingNode:
@@ -347,24 +387,24 @@ func yamlFields(body ast.Node) (keyConfigDoc, error) {
 	case *ast.MappingValueNode:
 		values = []*ast.MappingValueNode{b}
 	default:
-		return keyConfigDoc{}, &MalformedError{Reason: "document is not a mapping of fields"}
+		return KeyConfigDoc{}, &MalformedError{Reason: "document is not a mapping of fields"}
 	}
-	doc := keyConfigDoc{fields: make(map[string]string, len(values))}
+	doc := KeyConfigDoc{fields: make(map[string]string, len(values))}
 	for _, mv := range values {
 		k, ok := mv.Key.(*ast.StringNode)
 		if !ok {
 			continue
 		}
 		name := k.Value
-		if !knownKeyConfigField[name] {
+		if !known[name] {
 			continue // unknown fields are ignored
 		}
 		if _, dup := doc.fields[name]; dup {
-			return keyConfigDoc{}, &MalformedError{Field: name, Reason: "given twice"}
+			return KeyConfigDoc{}, &MalformedError{Field: name, Reason: "given twice"}
 		}
 		v, present, err := yamlScalar(mv.Value)
 		if err != nil {
-			return keyConfigDoc{}, &MalformedError{Field: name, Reason: err.Error()}
+			return KeyConfigDoc{}, &MalformedError{Field: name, Reason: err.Error()}
 		}
 		if present {
 			doc.fields[name] = v
@@ -373,13 +413,11 @@ func yamlFields(body ast.Node) (keyConfigDoc, error) {
 	return doc, nil
 }
 
-var knownKeyConfigField = map[string]bool{
+// builtinKeyConfigFields are the fields of the built-in types (and of every
+// document: type, keyType).
+var builtinKeyConfigFields = map[string]bool{
 	"type": true, "keyType": true, "privateKey": true,
 	"keystoreFile": true, "keystorePasswordFile": true,
-	// hashicorp
-	"serverHost": true, "serverPort": true, "keyPath": true, "keyName": true,
-	"token": true, "timeout": true, "tlsEnabled": true, "tlsKnownServersPath": true,
-	"tlsCaFile": true, "httpProtocolVersion": true, "authMethod": true,
 }
 
 // yamlScalar returns the text of a scalar value as written (so an unquoted

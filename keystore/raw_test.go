@@ -76,7 +76,8 @@ func TestConfigSource(t *testing.T) {
 		check func(error) bool
 		text  string
 	}{
-		{"c.yaml", func(e error) bool { return errors.Is(e, ErrMalformed) }, "token: missing"},
+		// hashicorp documents are read by a registered loader (keystore/vault, tested there).
+		{"c.yaml", func(e error) bool { return errors.Is(e, ErrUnsupportedKeyConfig) }, `unsupported key config type "hashicorp" (supported: file-raw, file-keystore)`},
 		{"d.yaml", func(e error) bool { return errors.Is(e, ErrMalformed) }, "privateKey: has 60 hex digits, want 64"},
 		{"e.yaml", func(e error) bool { return errors.Is(e, ErrMalformed) }, "invalid YAML"},
 		{"f.yaml", nil, "duplicate public key " + interopKey(t, 0).PublicKey().String() + " (already loaded from " + filepath.Join(dir, "a.yaml")},
@@ -165,5 +166,79 @@ func TestParseKeyConfigNoPanic(t *testing.T) {
 	docs, err := parseKeyConfig([]byte("type: file-raw\ntype: file-raw\n"))
 	if err != nil || len(docs) != 1 || docs[0].err == nil || !strings.Contains(docs[0].err.Error(), "type: given twice") {
 		t.Errorf("duplicate field: %v %+v", err, docs)
+	}
+}
+
+// fakeLoader is a KeyConfigLoader of a made-up type: privateKey under another field name.
+type fakeLoader struct{ resolved []string }
+
+func (l *fakeLoader) Fields() []string { return []string{"secretHex", "note"} }
+
+func (l *fakeLoader) Loader(d KeyConfigDoc, resolve func(string) string) (func() (*SecretKey, error), error) {
+	v, ok := d.Get("secretHex")
+	if !ok {
+		return nil, &MalformedError{Field: "secretHex", Reason: "missing"}
+	}
+	if _, ok := d.Get("privateKey"); !ok {
+		return nil, &MalformedError{Field: "privateKey", Reason: "a built-in field was not handed over"}
+	}
+	if _, ok := d.Get("ignored"); ok {
+		return nil, &MalformedError{Field: "ignored", Reason: "a field no one reads was handed over"}
+	}
+	note, _ := d.Get("note")
+	l.resolved = append(l.resolved, resolve(note))
+	return func() (*SecretKey, error) { return rawSecretKey(v) }, nil
+}
+
+// TestConfigSourceLoaders: a registered loader gets the documents of its type (matched without
+// regard to case) with its fields, a resolver of relative paths, and its errors become the
+// document's LoadErrors; the messages list the registered types.
+func TestConfigSourceLoaders(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "a.yaml"), fmt.Appendf(nil, "type: X-Test\nsecretHex: \"0x%s\"\nprivateKey: x\nignored: y\nnote: rel/path\n", secretHex(interopKey(t, 1))))
+	writeFile(t, filepath.Join(dir, "b.yaml"), []byte("type: x-test\n"))
+	writeFile(t, filepath.Join(dir, "c.yaml"), []byte("type: hashicorp\n"))
+	writeFile(t, filepath.Join(dir, "d.yaml"), []byte("note: x\n"))
+	writeFile(t, filepath.Join(dir, "e.yaml"), []byte("type: x-test\nnote: [1, 2]\n"))
+	l := &fakeLoader{}
+	src, err := NewConfigSource(KeyConfig{Path: dir, Loaders: map[string]KeyConfigLoader{"x-test": l}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := src.Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := pubkeysOf(t, res); len(got) != 1 || got[0] != interopKey(t, 1).PublicKey() {
+		t.Fatalf("keys %v, errors %v", got, res.Errors)
+	}
+	if len(l.resolved) != 1 || l.resolved[0] != filepath.Join(dir, "rel/path") {
+		t.Fatalf("resolved %v", l.resolved)
+	}
+	expect := []struct {
+		file string
+		is   error
+		text string
+	}{
+		{"b.yaml", ErrMalformed, "secretHex: missing"},
+		{"c.yaml", ErrUnsupportedKeyConfig, `unsupported key config type "hashicorp" (supported: file-raw, file-keystore, x-test)`},
+		{"d.yaml", ErrMalformed, "type: missing (want file-raw, file-keystore or x-test)"},
+		{"e.yaml", ErrMalformed, "note: must be a single value"},
+	}
+	if len(res.Errors) != len(expect) {
+		t.Fatalf("errors %v", res.Errors)
+	}
+	for i, x := range expect {
+		if e := res.Errors[i]; e.Item != filepath.Join(dir, x.file) || !errors.Is(e, x.is) || !strings.Contains(e.Error(), x.text) {
+			t.Errorf("%s: %v, want %q", x.file, e, x.text)
+		}
+	}
+
+	for _, bad := range []map[string]KeyConfigLoader{
+		{"X-Test": l}, {"": l}, {KeyConfigFileRaw: l}, {KeyConfigFileKeystore: l}, {"x-test": nil},
+	} {
+		if err := (KeyConfig{Path: dir, Loaders: bad}).Validate(); err == nil {
+			t.Errorf("loaders %v accepted", bad)
+		}
 	}
 }

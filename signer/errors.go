@@ -34,6 +34,10 @@ func invalid(format string, args ...any) error {
 	return &requestError{msg: fmt.Sprintf(format, args...)}
 }
 
+// Invalid builds an error that wraps ErrInvalidRequest and reads exactly as the message (no
+// "invalid request:" prefix), for the services beside the pipeline (signer/keymanager).
+func Invalid(format string, args ...any) error { return invalid(format, args...) }
+
 type requestError struct{ msg string }
 
 func (e *requestError) Error() string        { return e.msg }

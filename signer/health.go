@@ -9,20 +9,6 @@ import (
 	"github.com/vigil-signer/vigil/keystore"
 )
 
-// SourceReport is the outcome of loading one key source: how many keys it gave and which items
-// failed (by name, never with secret material).
-type SourceReport struct {
-	Name   string
-	Loaded int                  // keys the source provides now (including Kept)
-	Errors []keystore.LoadError // items that failed
-	Err    error                // the source failed as a whole (unreachable, sealed, wrong PIN)
-	Kept   int                  // keys kept from an earlier load because the source or an item failed
-	Took   time.Duration
-}
-
-// OK reports whether the source loaded completely.
-func (r SourceReport) OK() bool { return r.Err == nil && len(r.Errors) == 0 }
-
 // Health is a point-in-time view used by /healthcheck and /readyz.
 type Health struct {
 	Store   error // nil when the slashing store answered a ping
@@ -31,7 +17,7 @@ type Health struct {
 	// Disabled lists the loaded keys the slashing database refuses (deleted through the
 	// keymanager API, still present in an operator's key source): they are served in
 	// publicKeys but never signed for.
-	Disabled []keystore.PublicKey
+	Disabled []PublicKey
 }
 
 // disabledLister is the part of a store that lists disabled keys (both stores have it).

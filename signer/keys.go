@@ -1,53 +1,41 @@
 package signer
 
 import (
-	"bytes"
-	"slices"
-	"sync/atomic"
-
 	"github.com/vigil-signer/vigil/keystore"
+	"github.com/vigil-signer/vigil/keystore/keyset"
 )
 
-// KeySet is the set of loaded keys, swapped atomically as a whole (reload never exposes a half-
-// built set). Lookups are lock-free.
-type KeySet struct {
-	m atomic.Pointer[map[keystore.PublicKey]keystore.Key]
-}
+// The key vocabulary the signer's callers see, re-exported from keystore and keystore/keyset so
+// that the HTTP layer depends on signer alone (DESIGN §1). They are aliases: the same types.
+type (
+	// PublicKey is a BLS public key (48 bytes, compressed).
+	PublicKey = keystore.PublicKey
+	// Signature is a BLS signature (96 bytes, compressed).
+	Signature = keystore.Signature
+	// Key is one signing key.
+	Key = keystore.Key
+	// LoadError is one key item that failed to load.
+	LoadError = keystore.LoadError
+	// MalformedError names the field of a malformed key item.
+	MalformedError = keystore.MalformedError
+	// KeySet is the set of loaded keys.
+	KeySet = keyset.Set
+	// SourceReport is the outcome of loading one key source.
+	SourceReport = keyset.SourceReport
+	// ReloadStatus describes the last (or current) key reload.
+	ReloadStatus = keyset.ReloadStatus
+	// ReloadState is where the last key reload stands.
+	ReloadState = keyset.ReloadState
+)
 
-// NewKeySet returns a set holding keys (later duplicates of a public key are ignored).
-func NewKeySet(keys []keystore.Key) *KeySet {
-	s := &KeySet{}
-	s.Replace(keys)
-	return s
-}
+// Key reload states (keyset).
+const (
+	ReloadIdle      = keyset.ReloadIdle
+	ReloadRunning   = keyset.ReloadRunning
+	ReloadCompleted = keyset.ReloadCompleted
+	ReloadDegraded  = keyset.ReloadDegraded
+	ReloadFailed    = keyset.ReloadFailed
+)
 
-// Replace swaps in a new set of keys.
-func (s *KeySet) Replace(keys []keystore.Key) {
-	m := make(map[keystore.PublicKey]keystore.Key, len(keys))
-	for _, k := range keys {
-		if _, dup := m[k.PublicKey()]; !dup {
-			m[k.PublicKey()] = k
-		}
-	}
-	s.m.Store(&m)
-}
-
-// Get returns the key for pub.
-func (s *KeySet) Get(pub keystore.PublicKey) (keystore.Key, bool) {
-	k, ok := (*s.m.Load())[pub]
-	return k, ok
-}
-
-// Len is the number of keys.
-func (s *KeySet) Len() int { return len(*s.m.Load()) }
-
-// PublicKeys lists the public keys in byte order.
-func (s *KeySet) PublicKeys() []keystore.PublicKey {
-	m := *s.m.Load()
-	out := make([]keystore.PublicKey, 0, len(m))
-	for pk := range m {
-		out = append(out, pk)
-	}
-	slices.SortFunc(out, func(a, b keystore.PublicKey) int { return bytes.Compare(a[:], b[:]) })
-	return out
-}
+// ErrReloadRunning: a key (re)load is already in progress (keyset).
+var ErrReloadRunning = keyset.ErrReloadRunning

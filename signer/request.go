@@ -3,9 +3,6 @@ package signer
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
-	"fmt"
-	"reflect"
 	"strconv"
 	"strings"
 
@@ -14,6 +11,7 @@ import (
 	"github.com/attestantio/go-eth2-client/spec/electra"
 	"github.com/attestantio/go-eth2-client/spec/phase0"
 
+	"github.com/vigil-signer/vigil/internal/jsonfield"
 	"github.com/vigil-signer/vigil/internal/strictjson"
 )
 
@@ -162,14 +160,14 @@ func DecodeRequest(body []byte) (*Request, error) {
 	}
 	var w wireRequest
 	if err := json.Unmarshal(body, &w); err != nil {
-		return nil, invalid("malformed JSON: %s", describeJSONError(err))
+		return nil, invalid("malformed JSON: %s", jsonfield.Describe(err))
 	}
-	if missing(w.Type) {
+	if jsonfield.Missing(w.Type) {
 		return nil, invalid("field type is missing")
 	}
 	var ts string
 	if err := json.Unmarshal(w.Type, &ts); err != nil {
-		return nil, invalid("field type: want a string, got %s", jsonKind(w.Type))
+		return nil, invalid("field type: want a string, got %s", jsonfield.Kind(w.Type))
 	}
 	r := &Request{Type: Type(strings.ToUpper(strings.TrimSpace(ts)))}
 	known := false
@@ -185,7 +183,7 @@ func DecodeRequest(body []byte) (*Request, error) {
 		return nil, err
 	}
 	if r.Type != TypeDeposit && r.Type != TypeValidatorRegistration {
-		if missing(w.ForkInfo) {
+		if jsonfield.Missing(w.ForkInfo) {
 			return nil, invalid("field fork_info is missing (required for %s)", r.Type)
 		}
 		if r.ForkInfo, err = decodeForkInfo(w.ForkInfo); err != nil {
@@ -289,7 +287,7 @@ func (r *Request) decodeBlockV2(raw json.RawMessage) error {
 		return err
 	}
 	r.Version = version
-	if !missing(v.BlockHeader) {
+	if !jsonfield.Missing(v.BlockHeader) {
 		r.BlockHeader = new(phase0.BeaconBlockHeader)
 		return payload("beacon_block.block_header", v.BlockHeader, r.BlockHeader)
 	}
@@ -306,7 +304,7 @@ func (r *Request) decodeBlockV2(raw json.RawMessage) error {
 }
 
 func (r *Request) decodeAggregate(raw json.RawMessage) error {
-	if missing(raw) {
+	if jsonfield.Missing(raw) {
 		return invalid("field aggregate_and_proof is missing")
 	}
 	var probe struct {
@@ -319,13 +317,13 @@ func (r *Request) decodeAggregate(raw json.RawMessage) error {
 	}
 	field := "aggregate_and_proof"
 	electraShape := false
-	if !missing(probe.Version) || !missing(probe.Data) {
+	if !jsonfield.Missing(probe.Version) || !jsonfield.Missing(probe.Data) {
 		// {version, data}
 		version, err := versionField("aggregate_and_proof.version", probe.Version)
 		if err != nil {
 			return err
 		}
-		if missing(probe.Data) {
+		if jsonfield.Missing(probe.Data) {
 			return invalid("field aggregate_and_proof.data is missing")
 		}
 		r.Version = version
@@ -336,12 +334,12 @@ func (r *Request) decodeAggregate(raw json.RawMessage) error {
 		var agg struct {
 			CommitteeBits json.RawMessage `json:"committee_bits"`
 		}
-		if !missing(probe.Aggregate) {
+		if !jsonfield.Missing(probe.Aggregate) {
 			if err := payload("aggregate_and_proof.aggregate", probe.Aggregate, &agg); err != nil {
 				return err
 			}
 		}
-		electraShape = !missing(agg.CommitteeBits)
+		electraShape = !jsonfield.Missing(agg.CommitteeBits)
 	}
 	if electraShape {
 		r.AggregateElectra = new(electra.AggregateAndProof)
@@ -386,7 +384,7 @@ func decodeRoots(snake, camel json.RawMessage) (*phase0.Root, error) {
 		name string
 		raw  json.RawMessage
 	}{{"signing_root", snake}, {"signingRoot", camel}} {
-		if missing(f.raw) || isNull(f.raw) {
+		if jsonfield.Missing(f.raw) || jsonfield.IsNull(f.raw) {
 			continue
 		}
 		var root phase0.Root
@@ -437,25 +435,25 @@ func decodeForkInfo(raw json.RawMessage) (*ForkInfo, error) {
 
 // payload decodes a required JSON object field into out (a go-eth2-client type or a local struct).
 func payload(field string, raw json.RawMessage, out any) error {
-	if missing(raw) || isNull(raw) {
+	if jsonfield.Missing(raw) || jsonfield.IsNull(raw) {
 		return invalid("field %s is missing", field)
 	}
 	if raw[0] != '{' {
-		return invalid("field %s: want an object, got %s", field, jsonKind(raw))
+		return invalid("field %s: want an object, got %s", field, jsonfield.Kind(raw))
 	}
 	if err := json.Unmarshal(raw, out); err != nil {
-		return invalid("field %s: %s", field, describeJSONError(err))
+		return invalid("field %s: %s", field, jsonfield.Describe(err))
 	}
 	return nil
 }
 
 func versionField(field string, raw json.RawMessage) (string, error) {
-	if missing(raw) {
+	if jsonfield.Missing(raw) {
 		return "", invalid("field %s is missing", field)
 	}
 	var s string
 	if err := json.Unmarshal(raw, &s); err != nil {
-		return "", invalid("field %s: want a string, got %s", field, jsonKind(raw))
+		return "", invalid("field %s: want a string, got %s", field, jsonfield.Kind(raw))
 	}
 	v := strings.ToUpper(s)
 	if forkIndex(v) < 0 {
@@ -475,12 +473,12 @@ func forkIndex(name string) int {
 
 // u64Field decodes a decimal uint64 carried as a JSON string (the beacon API convention).
 func u64Field(field string, raw json.RawMessage) (uint64, error) {
-	if missing(raw) || isNull(raw) {
+	if jsonfield.Missing(raw) || jsonfield.IsNull(raw) {
 		return 0, invalid("field %s is missing", field)
 	}
-	s, ok := jsonString(raw)
+	s, ok := jsonfield.String(raw)
 	if !ok {
-		return 0, invalid("field %s: want a decimal string, got %s", field, jsonKind(raw))
+		return 0, invalid("field %s: want a decimal string, got %s", field, jsonfield.Kind(raw))
 	}
 	v, err := strconv.ParseUint(s, 10, 64)
 	if err != nil {
@@ -491,12 +489,12 @@ func u64Field(field string, raw json.RawMessage) (uint64, error) {
 
 // hexField decodes a 0x-prefixed hex JSON string of exactly len(out) bytes.
 func hexField(field string, raw json.RawMessage, out []byte) error {
-	if missing(raw) || isNull(raw) {
+	if jsonfield.Missing(raw) || jsonfield.IsNull(raw) {
 		return invalid("field %s is missing", field)
 	}
-	s, ok := jsonString(raw)
+	s, ok := jsonfield.String(raw)
 	if !ok {
-		return invalid("field %s: want a hex string, got %s", field, jsonKind(raw))
+		return invalid("field %s: want a hex string, got %s", field, jsonfield.Kind(raw))
 	}
 	b, err := decodeHex(s, len(out))
 	if err != nil {
@@ -504,22 +502,6 @@ func hexField(field string, raw json.RawMessage, out []byte) error {
 	}
 	copy(out, b)
 	return nil
-}
-
-// jsonString returns the value of a JSON string. Plain strings (no escapes: every hex and decimal
-// value) are sliced directly; anything else goes through encoding/json.
-func jsonString(raw json.RawMessage) (string, bool) {
-	if len(raw) < 2 || raw[0] != '"' {
-		return "", false
-	}
-	if inner := raw[1 : len(raw)-1]; bytes.IndexByte(inner, '\\') < 0 && raw[len(raw)-1] == '"' {
-		return string(inner), true
-	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return "", false
-	}
-	return s, true
 }
 
 // decodeAttestationData decodes the ATTESTATION payload in one pass (the most frequent request:
@@ -574,71 +556,4 @@ func decodeCheckpoint(field string, raw json.RawMessage) (*phase0.Checkpoint, er
 		return nil, err
 	}
 	return c, nil
-}
-
-func missing(raw json.RawMessage) bool { return len(raw) == 0 }
-func isNull(raw json.RawMessage) bool  { return string(raw) == "null" }
-
-func jsonKind(raw json.RawMessage) string {
-	if len(raw) == 0 {
-		return "nothing"
-	}
-	switch raw[0] {
-	case '{':
-		return "an object"
-	case '[':
-		return "an array"
-	case '"':
-		return "a string"
-	case 't', 'f':
-		return "a boolean"
-	case 'n':
-		return "null"
-	default:
-		return "a number"
-	}
-}
-
-// describeJSONError turns encoding/json and go-eth2-client errors into one line that names the
-// field, without echoing large inputs.
-func describeJSONError(err error) string {
-	var te *json.UnmarshalTypeError
-	var se *json.SyntaxError
-	switch {
-	case errors.As(err, &te):
-		want := kindName(te.Type)
-		if te.Field != "" {
-			return fmt.Sprintf("field %s: want %s, got a JSON %s", te.Field, want, te.Value)
-		}
-		return fmt.Sprintf("want %s, got a JSON %s", want, te.Value)
-	case errors.As(err, &se):
-		return fmt.Sprintf("syntax error at byte %d: %v", se.Offset, se)
-	}
-	msg := err.Error()
-	if len(msg) > 300 {
-		msg = msg[:297] + "..."
-	}
-	return msg
-}
-
-// kindName describes the JSON shape a Go type decodes from, without naming internal types.
-func kindName(t reflect.Type) string {
-	if t == nil {
-		return "another value"
-	}
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	switch t.Kind() {
-	case reflect.Struct, reflect.Map:
-		return "an object"
-	case reflect.Slice, reflect.Array:
-		return "an array"
-	case reflect.String:
-		return "a string"
-	case reflect.Bool:
-		return "a boolean"
-	default:
-		return "a number"
-	}
 }

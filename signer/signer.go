@@ -13,9 +13,16 @@
 //   - On a network whose genesis validators root is known, a request carrying another root is
 //     refused before anything else (ErrInvalidRequest): it never reaches, hence never pins, the
 //     slashing database.
+//   - Authorization (Authorizer) and leadership (Leadership) are decided before slashing
+//     protection: a refused caller or a standby instance gets nothing recorded and nothing
+//     signed. A slashing write refused by the store's leader-term fence (slashing.ErrFenced)
+//     reaches the caller as ErrNotLeader.
+//   - The Observer sees every call exactly once, after it ended (seams.go).
 //   - Every error wraps one element of the vocabulary in errors.go.
 //
-// The package never imports net/http or a database driver.
+// The package never imports net/http, a metrics library or a database driver: its metrics are
+// signer/signermetrics (an Observer), the keymanager service is signer/keymanager, the key set
+// and its loader are keystore/keyset.
 package signer
 
 import (
@@ -28,14 +35,9 @@ import (
 
 	"github.com/attestantio/go-eth2-client/spec/phase0"
 
-	"github.com/vigil-signer/vigil/keystore"
+	"github.com/vigil-signer/vigil/keystore/keyset"
 	"github.com/vigil-signer/vigil/slashing"
 )
-
-// Observer receives one call per Sign (metrics). It must be cheap and safe for concurrent use.
-type Observer interface {
-	Observe(t Type, outcome Outcome, d time.Duration)
-}
 
 // Outcome classifies a Sign result for metrics and logs.
 type Outcome string
@@ -80,7 +82,7 @@ func OutcomeOf(err error) Outcome {
 // Config assembles a Signer.
 type Config struct {
 	Network *Network
-	Keys    *KeySet
+	Keys    *keyset.Set
 	Store   slashing.Store
 	// FarFutureEpochs is how far past the wall-clock epoch a block or attestation may be
 	// (enforced when the network's genesis time is known; zero turns the guard off).
@@ -92,7 +94,11 @@ type Config struct {
 	// answer in time fails the request closed with ErrUnavailable; nothing is signed.
 	StoreTimeout time.Duration
 	Now          func() time.Time
-	Observer     Observer
+
+	// Seams (seams.go); nil means the do-nothing default.
+	Authorizer Authorizer // nil: every caller may use every key
+	Leadership Leadership // nil: this instance always leads
+	Observer   Observer   // nil: nobody watches
 }
 
 // Signer runs the sign pipeline.
@@ -116,6 +122,15 @@ func New(cfg Config) (*Signer, error) {
 	if cfg.StoreTimeout <= 0 {
 		cfg.StoreTimeout = 5 * time.Second
 	}
+	if cfg.Authorizer == nil {
+		cfg.Authorizer = allowAll{}
+	}
+	if cfg.Leadership == nil {
+		cfg.Leadership = alwaysLeader{}
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = noObserver{}
+	}
 	return &Signer{cfg: cfg}, nil
 }
 
@@ -127,31 +142,31 @@ func (s *Signer) Keys() *KeySet { return s.cfg.Keys }
 
 // ParseIdentifier reads the {identifier} of a sign URL: a BLS public key, 0x prefix optional,
 // any case.
-func ParseIdentifier(id string) (keystore.PublicKey, error) {
+func ParseIdentifier(id string) (PublicKey, error) {
 	s := strings.ToLower(strings.TrimSpace(id))
 	if !strings.HasPrefix(s, "0x") {
 		s = "0x" + s
 	}
 	b, err := decodeHex(s, 48)
 	if err != nil {
-		return keystore.PublicKey{}, invalid("identifier is not a BLS public key: %v", err)
+		return PublicKey{}, invalid("identifier is not a BLS public key: %v", err)
 	}
-	var pk keystore.PublicKey
+	var pk PublicKey
 	copy(pk[:], b)
 	return pk, nil
 }
 
-// Sign runs the pipeline for one request and returns the signature.
-func (s *Signer) Sign(ctx context.Context, identifier string, r *Request) (sig keystore.Signature, err error) {
+// Sign runs the pipeline for one request and returns the signature. The caller is the one ctx
+// carries (WithCaller; Anonymous when none).
+func (s *Signer) Sign(ctx context.Context, identifier string, r *Request) (sig Signature, err error) {
 	start := time.Now()
-	t := Type("")
+	ev := Event{Caller: CallerFrom(ctx)}
 	if r != nil {
-		t = r.Type
+		ev.Type = r.Type
 	}
 	defer func() {
-		if s.cfg.Observer != nil {
-			s.cfg.Observer.Observe(t, OutcomeOf(err), time.Since(start))
-		}
+		ev.Outcome, ev.Err, ev.Duration = OutcomeOf(err), err, time.Since(start)
+		s.cfg.Observer.ObserveRequest(ev)
 	}()
 	if r == nil {
 		return sig, invalid("no request")
@@ -166,6 +181,7 @@ func (s *Signer) Sign(ctx context.Context, identifier string, r *Request) (sig k
 	if err != nil {
 		return sig, err
 	}
+	ev.Key = pub
 	if r.ForkInfo != nil {
 		if err := s.cfg.Network.CheckGenesisValidatorsRoot(r.ForkInfo.GenesisValidatorsRoot); err != nil {
 			return sig, err
@@ -175,12 +191,22 @@ func (s *Signer) Sign(ctx context.Context, identifier string, r *Request) (sig k
 	if err != nil {
 		return sig, err
 	}
+	ev.Slot, ev.Epoch = msg.Slot, msg.Epoch
+	if r.Type == TypeAttestation && r.Attestation != nil {
+		ev.Slot = r.Attestation.Slot
+	}
 	if r.SigningRoot != nil && *r.SigningRoot != msg.Root {
 		return sig, invalid("signing root %#x does not match the root computed from the request (%#x)", r.SigningRoot[:], msg.Root[:])
 	}
 	key, ok := s.cfg.Keys.Get(pub)
 	if !ok {
 		return sig, fmt.Errorf("%w: no key loaded for %s", ErrUnknownKey, pub)
+	}
+	if err := s.cfg.Authorizer.Authorize(ctx, ev.Caller, pub, r.Type); err != nil {
+		return sig, err
+	}
+	if err := s.cfg.Leadership.CheckLeader(ctx); err != nil {
+		return sig, err
 	}
 	if msg.Slashable {
 		if err := s.protect(ctx, pub, r, msg); err != nil {
@@ -195,12 +221,16 @@ func (s *Signer) Sign(ctx context.Context, identifier string, r *Request) (sig k
 }
 
 // protect applies the far-future guard and records the message in the slashing store.
-func (s *Signer) protect(ctx context.Context, pub keystore.PublicKey, r *Request, msg Message) error {
+func (s *Signer) protect(ctx context.Context, pub PublicKey, r *Request, msg Message) error {
 	epoch := msg.Target
 	if r.Type != TypeAttestation {
 		epoch = s.cfg.Network.EpochOf(msg.Slot)
 	}
-	if now, ok := s.cfg.Network.CurrentEpoch(s.cfg.Now()); ok && s.cfg.FarFutureEpochs > 0 && uint64(epoch) > uint64(now)+s.cfg.FarFutureEpochs {
+	now, ok := s.cfg.Network.CurrentEpoch(s.cfg.Now())
+	if !ok && !s.cfg.Network.GenesisTime.IsZero() {
+		now, ok = 0, true // before genesis (a future or mistyped genesis time): measure from epoch 0
+	}
+	if ok && s.cfg.FarFutureEpochs > 0 && uint64(epoch) > uint64(now)+s.cfg.FarFutureEpochs {
 		return slashing.Refuse(slashing.FarFuture, "epoch %d is more than %d epochs after the current epoch %d", epoch, s.cfg.FarFutureEpochs, now)
 	}
 	pk := phase0.BLSPubKey(pub)
@@ -216,6 +246,10 @@ func (s *Signer) protect(ctx context.Context, pub keystore.PublicKey, r *Request
 		err = s.cfg.Store.SignBlock(sctx, slashing.Block{Pubkey: pk, Slot: msg.Slot, SigningRoot: msg.Root, GenesisValidatorsRoot: gvr})
 	}
 	switch {
+	case errors.Is(err, slashing.ErrFenced):
+		// A newer leader's term is in the database: this instance is no longer the leader,
+		// whatever it believes. Not an outage of the store.
+		return fmt.Errorf("%w: the slashing-protection database refused the write: %v", ErrNotLeader, err)
 	case err == nil || errors.Is(err, ErrSlashable) || errors.Is(err, ErrUnavailable):
 		return err
 	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:

@@ -14,6 +14,7 @@ import (
 	"github.com/attestantio/go-eth2-client/spec/phase0"
 
 	"github.com/vigil-signer/vigil/keystore"
+	"github.com/vigil-signer/vigil/keystore/keyset"
 	"github.com/vigil-signer/vigil/signer"
 	"github.com/vigil-signer/vigil/slashing"
 	"github.com/vigil-signer/vigil/slashing/slashingtest"
@@ -117,17 +118,28 @@ type observation struct {
 }
 
 type recordingObserver struct {
-	mu  sync.Mutex
-	got []observation
+	mu     sync.Mutex
+	got    []observation
+	events []signer.Event
 }
 
-func (o *recordingObserver) Observe(t signer.Type, outcome signer.Outcome, d time.Duration) {
-	if d < 0 {
+func (o *recordingObserver) ObserveRequest(e signer.Event) {
+	if e.Duration < 0 {
 		panic("negative duration")
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.got = append(o.got, observation{t, outcome})
+	o.got = append(o.got, observation{e.Type, e.Outcome})
+	o.events = append(o.events, e)
+}
+
+func (o *recordingObserver) lastEvent() signer.Event {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.events) == 0 {
+		return signer.Event{}
+	}
+	return o.events[len(o.events)-1]
 }
 
 func (o *recordingObserver) last() observation {
@@ -177,7 +189,7 @@ func setup(t *testing.T, mod func(*signer.Config)) *fixture {
 		keys = append(keys, k)
 	}
 	cfg := signer.Config{
-		Network: f.net, Keys: signer.NewKeySet(keys), Store: f.store, FarFutureEpochs: 2,
+		Network: f.net, Keys: keyset.New(keys), Store: f.store, FarFutureEpochs: 2,
 		Now: func() time.Time { return testNow }, Observer: f.obs,
 	}
 	if mod != nil {
@@ -513,10 +525,17 @@ func TestSignFarFutureGuardBeforeGenesis(t *testing.T) {
 	f := setup(t, func(c *signer.Config) {
 		c.Now = func() time.Time { return time.Unix(mainnetGenesis-3600, 0) }
 	})
-	// Before genesis there is no current epoch, so the guard does not apply.
-	r := attestation(0, 5, 1)
+	// Before genesis (a future or mistyped genesis time) the guard measures from epoch 0: a
+	// far-future vote must not raise the watermarks for good.
+	r := attestation(0, 1, 1)
 	sig, err := f.s.Sign(t.Context(), f.pub(0), r)
 	f.wantSigned(t, 0, r, sig, err)
+	g := setup(t, func(c *signer.Config) {
+		c.Now = func() time.Time { return time.Unix(mainnetGenesis-3600, 0) }
+	})
+	far := attestation(1, 1_000_000, 1)
+	sig, err = g.s.Sign(t.Context(), g.pub(0), far)
+	g.wantRefusedBefore(t, sig, err, signer.ErrSlashable, "epoch")
 }
 
 func TestSignMaxInFlight(t *testing.T) {
@@ -704,7 +723,7 @@ func TestOutcomeOf(t *testing.T) {
 func TestNewRequiresCollaborators(t *testing.T) {
 	t.Parallel()
 	n := mustNetwork(t, "minimal")
-	keys := signer.NewKeySet(nil)
+	keys := keyset.New(nil)
 	store := &fakeStore{}
 	for name, cfg := range map[string]signer.Config{
 		"no network": {Keys: keys, Store: store},
@@ -765,7 +784,7 @@ func TestKeySet(t *testing.T) {
 	}
 	dup := keystore.NewLocalKey(dupSK)
 
-	s := signer.NewKeySet([]keystore.Key{keys[3], keys[1], keys[0], dup, keys[2]})
+	s := keyset.New([]keystore.Key{keys[3], keys[1], keys[0], dup, keys[2]})
 	wantEq(t, "Len", s.Len(), 4)
 	if k, ok := s.Get(keys[1].PublicKey()); !ok || k != keys[1] {
 		t.Errorf("Get(key 1) = %v, %v; want the first of the duplicates", k, ok)

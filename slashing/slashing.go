@@ -42,8 +42,11 @@
 // reference model built from them. The far-future guard (FarFuture) is the
 // signer's: no store refuses a request for being too far ahead.
 //
-// Interchange (interchange.go): a streaming EIP-3076 v5 Decoder/Encoder, and
-// Import/Export over any Store. An import records the full imported history
+// Interchange: the format and its errors (interchange.go), a streaming
+// EIP-3076 v5 Decoder (decoder.go; one entry in chunks: decoder_entry.go;
+// member values: decoder_values.go) and Encoder (encoder.go), and Import
+// (import.go, import_parallel.go, import_chunked.go) and Export (export.go)
+// over any Store. An import records the full imported history
 // and sets low watermarks only where a key has none (complete semantics; a
 // later import fills gaps above the watermark instead of raising it). An
 // export leaves out messages below a key's low watermarks and carries the
@@ -98,6 +101,13 @@ var ErrSlashable = errors.New("refused by slashing protection")
 // ErrUnavailable wraps database failures (down, timeout, disk error): the
 // outcome is unknown-safe and nothing may be signed.
 var ErrUnavailable = errors.New("slashing protection database unavailable")
+
+// ErrFenced: a write carried a leader term that is no longer the database's
+// current term (another instance took over and raised it). Nothing was
+// written. A store that fences its writes (the shared Postgres store) wraps
+// it; the signer answers such a refusal as "not the leader" (503), not as an
+// outage.
+var ErrFenced = errors.New("fenced: the write's leader term is no longer current")
 
 // ErrNotInitialized: the slashing-protection database does not exist or is
 // empty, and the caller did not ask to create one. A database that silently

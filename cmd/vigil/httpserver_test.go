@@ -27,7 +27,7 @@ func parseHTTPFlags(t *testing.T, args ...string) *httpFlags {
 func TestHTTPFlagsApply(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 	h := parseHTTPFlags(t)
-	o := api.Options{Metrics: api.NewMetrics("test", func() int { return 0 })}
+	o := api.Options{Metrics: api.NewMetrics(newRegistry("test"))}
 	if err := h.apply(&o, log); err != nil {
 		t.Fatalf("defaults: %v", err)
 	}

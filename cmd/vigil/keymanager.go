@@ -16,9 +16,12 @@ import (
 	"strings"
 
 	"github.com/vigil-signer/vigil/api"
-	"github.com/vigil-signer/vigil/signer"
+	"github.com/vigil-signer/vigil/keystore/keyset"
+	"github.com/vigil-signer/vigil/signer/keymanager"
 	"github.com/vigil-signer/vigil/slashing"
 )
+
+var _ api.KeyManager = (*keymanager.Manager)(nil)
 
 // keyManagerFlags are the serve flags of the keymanager API.
 type keyManagerFlags struct {
@@ -39,7 +42,7 @@ func keyManagerDir(dataDir string) string { return filepath.Join(dataDir, "keyma
 // managedKeys returns the key source of the keys imported through the keymanager API, or nil
 // when the API is off and nothing was ever imported. Imported keys keep loading when the API is
 // later switched off: they are part of the signer's keys until deleted.
-func (f *keyManagerFlags) managedKeys(dataDir string) (*signer.ManagedKeys, error) {
+func (f *keyManagerFlags) managedKeys(dataDir string) (*keyset.Managed, error) {
 	if f.maxBodyBytes < 1024 {
 		return nil, usagef("--key-manager-api-max-body-bytes must be at least 1024")
 	}
@@ -49,16 +52,16 @@ func (f *keyManagerFlags) managedKeys(dataDir string) (*signer.ManagedKeys, erro
 			return nil, nil
 		}
 	}
-	return signer.NewManagedKeys(dir, 0), nil
+	return keyset.NewManaged(dir, 0), nil
 }
 
 // wire builds the KeyManager and fills the api options when the API is enabled. It returns the
 // token file's path (never the token) and the KeyManager (nil when the API is off).
-func (f *keyManagerFlags) wire(o *api.Options, dataDir string, managed *signer.ManagedKeys, keys *signer.KeySet, store slashing.Store, log *slog.Logger) (string, *signer.KeyManager, error) {
+func (f *keyManagerFlags) wire(o *api.Options, dataDir string, managed *keyset.Managed, keys *keyset.Set, store slashing.Store, log *slog.Logger) (string, *keymanager.Manager, error) {
 	if !f.enabled {
 		return "", nil, nil
 	}
-	km, err := signer.NewKeyManager(signer.KeyManagerConfig{Managed: managed, Keys: keys, Store: store, Logger: log})
+	km, err := keymanager.New(keymanager.Config{Managed: managed, Keys: keys, Store: store, Logger: log})
 	if err != nil {
 		return "", nil, err
 	}

@@ -6,13 +6,14 @@ import (
 
 	"github.com/vigil-signer/vigil/hsm"
 	"github.com/vigil-signer/vigil/keystore"
+	"github.com/vigil-signer/vigil/keystore/vault"
 )
 
 func (f *keyStoreFlags) openVault(ctx context.Context, getenv func(string) string) (keystore.Store, func(), error) {
 	if f.vaultAddr == "" {
 		return nil, nil, usagef("vault: --vault-address is required")
 	}
-	cfg := keystore.VaultConfig{
+	cfg := vault.Config{
 		Address: f.vaultAddr, Mount: f.vaultMount, Prefix: f.vaultPath, Field: f.vaultField,
 		AppRoleMount: f.vaultAppRoleMount, Namespace: f.vaultNamespace, CAFile: f.vaultCAFile,
 		Timeout: f.vaultTimeout, Logger: f.logger,
@@ -39,7 +40,7 @@ func (f *keyStoreFlags) openVault(ctx context.Context, getenv func(string) strin
 		cfg.Token = strings.TrimSpace(string(tok))
 		clear(tok)
 	}
-	s, err := keystore.OpenVault(ctx, cfg)
+	s, err := vault.Open(ctx, cfg)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -59,4 +60,11 @@ func (f *keyStoreFlags) openHSM(ctx context.Context, create bool, getenv func(st
 		return nil, nil, err
 	}
 	return s, s.Close, nil
+}
+
+// keyConfigLoaders are the key-config types read outside package keystore (--key-config-path):
+// Web3Signer's hashicorp documents, by keystore/vault. Each call returns fresh loaders (one per
+// key-config source: they cache their Vault clients).
+func keyConfigLoaders() map[string]keystore.KeyConfigLoader {
+	return map[string]keystore.KeyConfigLoader{keystore.KeyConfigHashicorp: vault.NewKeyConfigLoader()}
 }

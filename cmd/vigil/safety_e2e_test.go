@@ -119,6 +119,11 @@ func TestE2ESlashingDatabaseNeverSilentlyReplaced(t *testing.T) {
 	if code, out := runServe(t, args...); code != 1 || !strings.Contains(out, "no slashing-protection database") {
 		t.Fatalf("restart after the database was deleted: exit %d\n%s", code, out)
 	}
+	// Not even with --init-slashing-protection left on the command line (a unit file): this data
+	// dir has served before, so the database was lost, not never made.
+	if code, out := runServe(t, append(args, "--init-slashing-protection")...); code != 1 || !strings.Contains(out, "has served before") {
+		t.Fatalf("restart with --init after the database was deleted: exit %d\n%s", code, out)
+	}
 }
 
 // Two `vigil serve` on one data dir: the second refuses to start and leaves vigil.ports alone.

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/vigil-signer/vigil/keystore"
-	"github.com/vigil-signer/vigil/signer"
+	"github.com/vigil-signer/vigil/keystore/keyset"
 	"github.com/vigil-signer/vigil/slashing"
 )
 
@@ -91,7 +91,7 @@ func keySources(c *serveConfig) ([]keystore.Source, error) {
 		out = append(out, s)
 	}
 	if c.keyConfigPath != "" {
-		s, err := keystore.NewConfigSource(keystore.KeyConfig{Path: c.keyConfigPath})
+		s, err := keystore.NewConfigSource(keystore.KeyConfig{Path: c.keyConfigPath, Loaders: keyConfigLoaders()})
 		if err != nil {
 			return nil, usagef("%v", err)
 		}
@@ -101,7 +101,7 @@ func keySources(c *serveConfig) ([]keystore.Source, error) {
 }
 
 // describeFailures lists the sources and items that failed in a load.
-func describeFailures(st signer.ReloadStatus) string {
+func describeFailures(st keyset.ReloadStatus) string {
 	var parts []string
 	for _, r := range st.Sources {
 		if r.Err != nil {
@@ -116,7 +116,7 @@ func describeFailures(st signer.ReloadStatus) string {
 
 // reloadTriggers reloads the keys on SIGHUP and, every retry interval, while a key source is
 // unreachable as a whole (an item error, such as a bad file, waits for the operator).
-func reloadTriggers(ctx context.Context, hup <-chan os.Signal, loader *signer.KeyLoader, timeout, retry time.Duration, log *slog.Logger) {
+func reloadTriggers(ctx context.Context, hup <-chan os.Signal, loader *keyset.Loader, timeout, retry time.Duration, log *slog.Logger) {
 	var tick <-chan time.Time
 	if retry > 0 {
 		t := time.NewTicker(retry)
@@ -128,7 +128,7 @@ func reloadTriggers(ctx context.Context, hup <-chan os.Signal, loader *signer.Ke
 		case <-ctx.Done():
 			return
 		case <-hup:
-			if err := loader.Start(timeout); err != nil {
+			if err := loader.Reload(timeout); err != nil {
 				log.Warn("SIGHUP: key reload not started", "err", err)
 			} else {
 				log.Info("SIGHUP: key reload started")
@@ -136,9 +136,9 @@ func reloadTriggers(ctx context.Context, hup <-chan os.Signal, loader *signer.Ke
 		case <-tick:
 			st := loader.Status()
 			for _, r := range st.Sources {
-				if r.Err != nil && st.State != signer.ReloadRunning {
+				if r.Err != nil && st.State != keyset.ReloadRunning {
 					log.Info("retrying unreachable key source", "source", r.Name)
-					_ = loader.Start(timeout)
+					_ = loader.Reload(timeout)
 					break
 				}
 			}

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -12,7 +14,10 @@ import (
 
 	"github.com/vigil-signer/vigil/api"
 	"github.com/vigil-signer/vigil/keystore"
+	"github.com/vigil-signer/vigil/keystore/keyset"
+	"github.com/vigil-signer/vigil/keystore/keyset/keysetmetrics"
 	"github.com/vigil-signer/vigil/signer"
+	"github.com/vigil-signer/vigil/signer/signermetrics"
 	"github.com/vigil-signer/vigil/slashing"
 )
 
@@ -20,7 +25,7 @@ import (
 type wiring struct {
 	c        *serveConfig
 	network  *signer.Network
-	keys     *signer.KeySet
+	keys     *keyset.Set
 	devKeys  []keystore.PublicKey
 	kmToken  string
 	services []service
@@ -102,6 +107,9 @@ func wire(ctx context.Context, c *serveConfig, getenv func(string) string, hup <
 		log.Warn("no key source configured: the signer will answer 404 to every sign request (use --keystores-path, --key-config-path, --keyring-path, --vault-address, --hsm-module, --key-manager-api-enabled or --dev)")
 	}
 
+	if err := refuseInitOnUsedDataDir(c); err != nil {
+		return w, err
+	}
 	// --dev opts in to a new database by itself (throwaway keys, throwaway history).
 	store, err := openStore(ctx, c.store, c.store.init || c.dev)
 	if err != nil {
@@ -125,12 +133,15 @@ func wire(ctx context.Context, c *serveConfig, getenv func(string) string, hup <
 		}})
 	}
 
-	w.keys = signer.NewKeySet(nil)
-	metrics := api.NewMetrics(version, w.keys.Len)
+	w.keys = keyset.New(nil)
+	reg := newRegistry(version) // metrics.go
+	metrics := api.NewMetrics(reg)
+	keyMetrics := keysetmetrics.New(reg, w.keys.Len)
 	storeMetrics(metrics, store)
 	sg, err := signer.New(signer.Config{
 		Network: w.network, Keys: w.keys, Store: store, FarFutureEpochs: c.farFutureEpochs,
-		MaxInFlight: c.maxInFlight, Observer: metrics, StoreTimeout: c.storeTimeout,
+		MaxInFlight: c.maxInFlight, Observer: signermetrics.New(reg), StoreTimeout: c.storeTimeout,
+		// [HA elector]: Leadership; [VC failover]: Authorizer, and an Observer for miss detection.
 	})
 	if err != nil {
 		return w, err
@@ -141,12 +152,12 @@ func wire(ctx context.Context, c *serveConfig, getenv func(string) string, hup <
 		return w, err
 	}
 	w.kmToken = kmTokenFile
-	loaderCfg := signer.LoaderConfig{Sources: sources, Managed: managed, Keys: w.keys,
-		Observer: metrics, Logger: log, Publish: sg.SetSourceReports, Context: ctx}
+	loaderCfg := keyset.LoaderConfig{Sources: sources, Managed: managed, Keys: w.keys,
+		Observer: keyMetrics, Logger: log, Publish: sg.SetSourceReports}
 	if km != nil {
 		loaderCfg.Lock = km.Locker()
 	}
-	loader := signer.NewKeyLoader(loaderCfg)
+	loader := keyset.NewLoader(loaderCfg)
 	w.services = append(w.services,
 		&keyService{loader: loader, requireAll: c.requireAllKeys, triggers: &loop{name: "key reload triggers", run: func(ctx context.Context) {
 			reloadTriggers(ctx, hup, loader, c.reloadTimeout, c.sourceRetry, log)
@@ -192,7 +203,7 @@ func (w *wiring) devKeystores() error {
 // keyService loads the keys at Start (the listeners start only after: a signer never serves
 // with half its keys) and then runs the reload triggers until Stop.
 type keyService struct {
-	loader     *signer.KeyLoader
+	loader     *keyset.Loader
 	requireAll bool
 	triggers   *loop
 }
@@ -200,20 +211,19 @@ type keyService struct {
 func (k *keyService) Name() string { return "keys" }
 
 func (k *keyService) Start(ctx context.Context) error {
-	st, err := k.loader.Load(ctx)
-	if err != nil {
+	if err := k.loader.Start(ctx); err != nil {
 		return err
 	}
-	if st.State == signer.ReloadFailed {
-		return fmt.Errorf("loading keys: %s", st.Error)
-	}
-	if k.requireAll && st.State != signer.ReloadCompleted {
+	if st := k.loader.Status(); k.requireAll && st.State != keyset.ReloadCompleted {
 		return fmt.Errorf("--require-all-keys: %s", describeFailures(st))
 	}
 	return k.triggers.Start(ctx)
 }
 
-func (k *keyService) Stop() { k.triggers.Stop() }
+func (k *keyService) Stop() {
+	k.triggers.Stop()
+	k.loader.Stop()
+}
 
 // announce writes vigil.ports and tells the operator where the signer listens (after start).
 func (w *wiring) announce(stdout io.Writer) {
@@ -241,4 +251,24 @@ func (w *wiring) announce(stdout io.Writer) {
 		}
 		fmt.Fprintf(stdout, "try: curl %s/api/v1/eth2/publicKeys\n", url)
 	}
+}
+
+// refuseInitOnUsedDataDir stops --init-slashing-protection from recreating an embedded database
+// that existed before: a data dir holding vigil.ports has served, so its database was lost, and
+// a flag left in a unit file must not turn that loss into a fresh, empty history.
+func refuseInitOnUsedDataDir(c *serveConfig) error {
+	if !c.store.init || c.dev || c.store.dbURL != "" {
+		return nil
+	}
+	if _, err := os.Stat(c.store.sqlitePath()); !errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	ports := filepath.Join(c.store.dataDir, "vigil.ports")
+	if _, err := os.Stat(ports); err != nil {
+		return nil
+	}
+	return fmt.Errorf("the slashing-protection database %s is gone, but this data dir has served before (%s): "+
+		"--init-slashing-protection creates a database only on a first start. Restore the database, or rebuild it "+
+		"with vigil slashing import --file <export.json> %s; if you really start over with new validators, "+
+		"remove %s first", c.store.sqlitePath(), ports, c.store.flagsForHelp(), ports)
 }

@@ -433,6 +433,7 @@ const inlineMembers = 24
 func (c *checker) object(i int, s *Schema, depth int) (int, error) {
 	b := c.b
 	var inline [inlineMembers][]byte
+	var many map[string]struct{} // once the object has more than inlineMembers members
 	seen := inline[:0]
 	i = skipWS(b, i+1)
 	if i < len(b) && b[i] == '}' {
@@ -454,12 +455,27 @@ func (c *checker) object(i int, s *Schema, depth int) (int, error) {
 			}
 			name = []byte(str)
 		}
-		for _, prev := range seen {
-			if bytes.Equal(prev, name) {
+		// Small objects (every real request) scan a stack array; a large one moves to a map so
+		// an object of many members costs linear, not quadratic, time.
+		if many != nil {
+			if _, dup := many[string(name)]; dup {
 				return -1, &Error{Path: printable(string(name)), Kind: ErrDuplicate}
 			}
+			many[string(name)] = struct{}{}
+		} else {
+			for _, prev := range seen {
+				if bytes.Equal(prev, name) {
+					return -1, &Error{Path: printable(string(name)), Kind: ErrDuplicate}
+				}
+			}
+			seen = append(seen, name)
+			if len(seen) > inlineMembers {
+				many = make(map[string]struct{}, 2*len(seen))
+				for _, n := range seen {
+					many[string(n)] = struct{}{}
+				}
+			}
 		}
-		seen = append(seen, name)
 		var child *Schema
 		if s != nil {
 			var ok bool

@@ -3,7 +3,10 @@ package strictjson_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/attestantio/go-eth2-client/spec/phase0"
 
@@ -166,5 +169,34 @@ func BenchmarkUnmarshalAttestationForComparison(b *testing.B) {
 		if err := json.Unmarshal(body, &m); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// An object of very many members (a body just under the size limit) is checked in linear time:
+// ten times the members may cost about ten times as long (quadratic would be a hundred), measured
+// as a ratio in one run.
+func TestCheckManyMembersIsLinear(t *testing.T) {
+	doc := func(n int) []byte {
+		var b strings.Builder
+		b.WriteString("{")
+		for i := range n {
+			fmt.Fprintf(&b, `"m%d":0,`, i)
+		}
+		b.WriteString(`"m5":1}`)
+		return []byte(b.String())
+	}
+	cost := func(d []byte) int64 {
+		return testing.Benchmark(func(tb *testing.B) {
+			for range tb.N {
+				if err := strictjson.Check(d, nil); err == nil || !strings.Contains(err.Error(), "duplicate") {
+					tb.Fatalf("duplicate m5 not found: %v", err)
+				}
+			}
+		}).NsPerOp()
+	}
+	small, large := cost(doc(10_000)), cost(doc(100_000))
+	t.Logf("10k members %v, 100k members %v per check", time.Duration(small), time.Duration(large))
+	if large > 40*small {
+		t.Fatalf("10x the members cost %.0fx the time: not linear", float64(large)/float64(small))
 	}
 }

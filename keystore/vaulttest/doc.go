@@ -1,6 +1,6 @@
-// Package vaulttest holds the tests of Vigil's HashiCorp Vault key source (keystore.VaultStore and
-// the Web3Signer "hashicorp" key-config documents) against a real Vault server running in the test
-// process (package vaultcore), and the vaultdev command (cmd/vaultdev).
+// Package vaulttest holds the tests of Vigil's HashiCorp Vault key source (package keystore/vault:
+// vault.Store and the Web3Signer "hashicorp" key-config documents) against a real Vault server
+// running in the test process (package vaultcore), and the vaultdev command (cmd/vaultdev).
 //
 // It is a separate Go module (github.com/vigil-signer/vigil/keystore/vaulttest) because the Vault
 // server's dependency graph is large: about 300 modules, ~5 minutes and ~3 GB of RAM for a cold

@@ -22,6 +22,7 @@ import (
 	"github.com/hashicorp/vault/api"
 	"github.com/vigil-signer/vigil/keystore"
 	"github.com/vigil-signer/vigil/keystore/keystoretest"
+	"github.com/vigil-signer/vigil/keystore/vault"
 	"github.com/vigil-signer/vigil/keystore/vaulttest/vaultcore"
 )
 
@@ -40,14 +41,14 @@ func testLogger(t testing.TB) *slog.Logger {
 }
 
 // open opens a store and closes it at the end of the test.
-func open(t testing.TB, cfg keystore.VaultConfig) *keystore.VaultStore {
+func open(t testing.TB, cfg vault.Config) *vault.Store {
 	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = testLogger(t)
 	}
-	s, err := keystore.OpenVault(context.Background(), cfg)
+	s, err := vault.Open(context.Background(), cfg)
 	if err != nil {
-		t.Fatalf("OpenVault: %v", err)
+		t.Fatalf("vault.Open: %v", err)
 	}
 	t.Cleanup(func() {
 		if err := s.Close(); err != nil {
@@ -58,8 +59,8 @@ func open(t testing.TB, cfg keystore.VaultConfig) *keystore.VaultStore {
 }
 
 // rootConfig is a store config for srv with its root token.
-func rootConfig(srv *vaultcore.Server, prefix string) keystore.VaultConfig {
-	return keystore.VaultConfig{Address: srv.Addr, Token: srv.RootToken, CAFile: srv.CAFile, Prefix: prefix}
+func rootConfig(srv *vaultcore.Server, prefix string) vault.Config {
+	return vault.Config{Address: srv.Addr, Token: srv.RootToken, CAFile: srv.CAFile, Prefix: prefix}
 }
 
 func rootClient(t testing.TB, srv *vaultcore.Server) *api.Client {
@@ -189,7 +190,7 @@ func TestAppRole(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := keystore.VaultConfig{Address: srv.Addr, RoleID: roleID, SecretID: secretID, Prefix: "approle"}
+	cfg := vault.Config{Address: srv.Addr, RoleID: roleID, SecretID: secretID, Prefix: "approle"}
 	s := open(t, cfg)
 	sk := keystoretest.Key(t, 1)
 	if err := s.Put(ctx, sk); err != nil {
@@ -207,13 +208,13 @@ func TestAppRole(t *testing.T) {
 	t.Run("WrongSecretID", func(t *testing.T) {
 		bad := cfg
 		bad.SecretID = "0d4e6f0a-0000-0000-0000-000000000000"
-		_, err := keystore.OpenVault(ctx, bad)
+		_, err := vault.Open(ctx, bad)
 		mustUnavailable(t, err, srv.Addr, []string{"AppRole login at auth/approle/login", "rejected"}, bad.SecretID, roleID)
 	})
 	t.Run("WrongMount", func(t *testing.T) {
 		bad := cfg
 		bad.AppRoleMount = "nope"
-		_, err := keystore.OpenVault(ctx, bad)
+		_, err := vault.Open(ctx, bad)
 		mustUnavailable(t, err, srv.Addr, []string{"auth/nope/login"}, secretID)
 	})
 }
@@ -237,17 +238,17 @@ func TestTLS(t *testing.T) {
 
 	fail := []struct {
 		name string
-		cfg  func(c *keystore.VaultConfig)
+		cfg  func(c *vault.Config)
 		want []string
 	}{
-		{"NoCA", func(c *keystore.VaultConfig) { c.CAFile = "" }, []string{"TLS: cannot verify Vault's certificate", "unknown authority"}},
-		{"WrongCA", func(c *keystore.VaultConfig) { c.CAFile = other.CAFile }, []string{"TLS: cannot verify Vault's certificate", "unknown authority"}},
-		{"WrongServerName", func(c *keystore.VaultConfig) { c.TLSServerName = "other.test" }, []string{"TLS: cannot verify Vault's certificate", "other.test"}},
-		{"HTTPSToPlainHTTP", func(c *keystore.VaultConfig) {
+		{"NoCA", func(c *vault.Config) { c.CAFile = "" }, []string{"TLS: cannot verify Vault's certificate", "unknown authority"}},
+		{"WrongCA", func(c *vault.Config) { c.CAFile = other.CAFile }, []string{"TLS: cannot verify Vault's certificate", "unknown authority"}},
+		{"WrongServerName", func(c *vault.Config) { c.TLSServerName = "other.test" }, []string{"TLS: cannot verify Vault's certificate", "other.test"}},
+		{"HTTPSToPlainHTTP", func(c *vault.Config) {
 			c.Address = strings.Replace(plain.Addr, "http://", "https://", 1)
 			c.CAFile = srv.CAFile
 		}, []string{"server gave HTTP response to HTTPS client"}},
-		{"HTTPToTLS", func(c *keystore.VaultConfig) {
+		{"HTTPToTLS", func(c *vault.Config) {
 			c.Address = strings.Replace(srv.Addr, "https://", "http://", 1)
 			c.CAFile = ""
 		}, []string{"400 Bad Request: the response is not from the Vault API"}},
@@ -256,7 +257,7 @@ func TestTLS(t *testing.T) {
 		t.Run(f.name, func(t *testing.T) {
 			cfg := rootConfig(srv, "tls")
 			f.cfg(&cfg)
-			_, err := keystore.OpenVault(ctx, cfg)
+			_, err := vault.Open(ctx, cfg)
 			t.Log(err)
 			mustUnavailable(t, err, cfg.Address, f.want, srv.RootToken)
 		})
@@ -264,7 +265,7 @@ func TestTLS(t *testing.T) {
 	t.Run("MissingCAFile", func(t *testing.T) {
 		cfg := rootConfig(srv, "tls")
 		cfg.CAFile = filepath.Join(t.TempDir(), "absent.pem")
-		if _, err := keystore.OpenVault(ctx, cfg); err == nil || !strings.Contains(err.Error(), "CA file") {
+		if _, err := vault.Open(ctx, cfg); err == nil || !strings.Contains(err.Error(), "CA file") {
 			t.Fatalf("missing CA file: %v", err)
 		}
 	})
@@ -290,8 +291,8 @@ func TestTokenRenewal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	renewed := open(t, keystore.VaultConfig{Address: srv.Addr, Token: renewable, Prefix: "renew"})
-	expiring := open(t, keystore.VaultConfig{Address: srv.Addr, Token: fixed, Prefix: "renew"})
+	renewed := open(t, vault.Config{Address: srv.Addr, Token: renewable, Prefix: "renew"})
+	expiring := open(t, vault.Config{Address: srv.Addr, Token: fixed, Prefix: "renew"})
 
 	time.Sleep(5 * time.Second) // > the TTL
 
@@ -325,7 +326,7 @@ func TestAppRoleRelogin(t *testing.T) {
 	if err := open(t, rootConfig(srv, "relogin")).Put(ctx, sk); err != nil {
 		t.Fatal(err)
 	}
-	s := open(t, keystore.VaultConfig{Address: srv.Addr, RoleID: roleID, SecretID: secretID, Prefix: "relogin"})
+	s := open(t, vault.Config{Address: srv.Addr, RoleID: roleID, SecretID: secretID, Prefix: "relogin"})
 
 	time.Sleep(5 * time.Second) // > token_max_ttl
 	if res := loadKeys(t, s); len(res.Keys) != 1 {
@@ -377,7 +378,7 @@ func TestSealed(t *testing.T) {
 	mustUnavailable(t, err, srv.Addr, []string{"LIST secret/metadata/sealed", "sealed"}, srv.RootToken)
 	err = s.Ping(ctx)
 	mustUnavailable(t, err, srv.Addr, []string{"sealed"}, srv.RootToken)
-	_, err = keystore.OpenVault(ctx, rootConfig(srv, "sealed"))
+	_, err = vault.Open(ctx, rootConfig(srv, "sealed"))
 	mustUnavailable(t, err, srv.Addr, []string{"sealed"}, srv.RootToken)
 
 	if err := srv.Unseal(); err != nil {
@@ -399,7 +400,7 @@ func TestUnreachable(t *testing.T) {
 	}
 	addr := "http://" + ln.Addr().String()
 	ln.Close()
-	_, err = keystore.OpenVault(context.Background(), keystore.VaultConfig{Address: addr, Token: "hvs.not-a-real-token"})
+	_, err = vault.Open(context.Background(), vault.Config{Address: addr, Token: "hvs.not-a-real-token"})
 	t.Log(err)
 	mustUnavailable(t, err, addr, []string{"unreachable", "connection refused"}, "hvs.not-a-real-token")
 
@@ -417,7 +418,7 @@ func TestUnreachable(t *testing.T) {
 func TestTokenInvalid(t *testing.T) {
 	ctx := context.Background()
 	srv := vaultcore.StartT(t, vaultcore.Options{})
-	_, err := keystore.OpenVault(ctx, keystore.VaultConfig{Address: srv.Addr, Token: "hvs.CAESIbogusbogusbogus"})
+	_, err := vault.Open(ctx, vault.Config{Address: srv.Addr, Token: "hvs.CAESIbogusbogusbogus"})
 	t.Log(err)
 	mustUnavailable(t, err, srv.Addr, []string{"token: invalid, expired or revoked"}, "hvs.CAESIbogusbogusbogus")
 
@@ -428,7 +429,7 @@ func TestTokenInvalid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := open(t, keystore.VaultConfig{Address: srv.Addr, Token: tok, Prefix: "revoked"})
+	s := open(t, vault.Config{Address: srv.Addr, Token: tok, Prefix: "revoked"})
 	if err := s.Put(ctx, keystoretest.Key(t, 4)); err != nil {
 		t.Fatal(err)
 	}
@@ -535,7 +536,7 @@ func TestBadSecrets(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		res := loadKeys(t, open(t, keystore.VaultConfig{Address: srv.Addr, Token: tok, Prefix: "bad"}))
+		res := loadKeys(t, open(t, vault.Config{Address: srv.Addr, Token: tok, Prefix: "bad"}))
 		if got := pubsOf(res); !slices.Equal(got, []keystore.PublicKey{key(1).PublicKey()}) {
 			t.Fatalf("keys %v", got)
 		}
@@ -587,7 +588,7 @@ func TestMounts(t *testing.T) {
 	} {
 		cfg := rootConfig(srv, "m")
 		cfg.Mount = x.mount
-		_, err := keystore.OpenVault(ctx, cfg)
+		_, err := vault.Open(ctx, cfg)
 		t.Log(err)
 		mustUnavailable(t, err, srv.Addr, []string{x.want}, srv.RootToken)
 	}
@@ -599,7 +600,7 @@ func TestMounts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = keystore.OpenVault(ctx, keystore.VaultConfig{Address: srv.Addr, Token: tok, Mount: "nope"})
+	_, err = vault.Open(ctx, vault.Config{Address: srv.Addr, Token: tok, Mount: "nope"})
 	mustUnavailable(t, err, srv.Addr, []string{"mount nope/: no such mount, or the token's policies grant nothing under it"}, tok)
 
 	// The mount disappears under an open store.
@@ -685,7 +686,10 @@ func TestHashicorpKeyConfig(t *testing.T) {
 	write("h.yaml", doc(sh, sp, "/v1/secret/data/w3s/k2", secure.RootToken, "tlsEnabled: true\n"))
 	write("i.yaml", doc(ph, pp, "/v1/secret/data/w3s/k0", "", "authMethod: KUBERNETES\nkubernetesRole: vigil\n"))
 
-	src, err := keystore.NewConfigSource(keystore.KeyConfig{Path: dir})
+	src, err := keystore.NewConfigSource(keystore.KeyConfig{
+		Path:    dir,
+		Loaders: map[string]keystore.KeyConfigLoader{keystore.KeyConfigHashicorp: vault.NewKeyConfigLoader()},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,8 +13,7 @@
 //
 // prepared on every new pool connection (so each call is Bind, Execute,
 // Sync: one network round trip, no describe), and run as its own implicit
-// transaction. The PL/pgSQL function (migrations/0001_initial.sql, replaced
-// by 0002_high_watermark.sql) does, in order: check the fence (below),
+// transaction. The PL/pgSQL function (functions.sql) does, in order: check the fence (below),
 // reading the database's high watermark from the same locked row; refuse a
 // genesis validators root other than the pinned one; find the key's id,
 // registering an unknown key; take the transaction-scoped advisory lock of
@@ -50,7 +49,7 @@
 //
 // Atomicity. Each check-and-record is one function call, hence one
 // transaction. An import merges one validator entry in one call
-// (vigil_import_chunk, migration 0004), or an entry larger than one chunk in
+// (vigil_import_chunk), or an entry larger than one chunk in
 // one call per chunk with the key disabled by an import marker from the first
 // to the last (package slashing, "Chunked imports"; the marker is written and
 // cleared under the key's two advisory locks, so every signature is
@@ -123,7 +122,7 @@
 // # Maintenance
 //
 // Store implements slashing.Maintainer with three more write functions
-// (migrations/0002_high_watermark.sql), each a write at the store's term
+// (functions.sql), each a write at the store's term
 // that begins with the fence check above (a stale term: ErrFenced, nothing
 // written, counted in Stats.Fenced; Prune and RaiseLowWatermarks make at
 // least one call even with no keys, so a fenced store always learns it).
@@ -188,7 +187,15 @@
 // table) and run by Open unless Options.DisableMigrations, or by Migrate
 // (`vigil slashing migrate`). They run under a session-level advisory lock,
 // so concurrent migrations by several processes are serialised; each
-// migration is one transaction. A schema newer than the code fails with
+// migration is one transaction. The migrations hold the schema (tables,
+// indexes, constraints, triggers); the current definition of every function
+// is in functions.sql, applied in the transaction of the last migration
+// whenever a migration ran (older migration files keep the functions as
+// their versions shipped them, so an old database upgrades step by step as
+// before). A database already at SchemaVersion is left alone, so a change
+// to functions.sql comes with a new migration, and TestFunctionsSQL proves
+// that a fresh database, one upgraded from every older version and one
+// built by the migration files alone end with the same catalog. A schema newer than the code fails with
 // ErrSchemaTooNew, a schema with tables that are not Vigil's with
 // ErrForeignDatabase. Options.Schema puts the tables into a schema of their
 // own. Rows of validators are never deleted (a trigger refuses it).

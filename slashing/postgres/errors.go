@@ -13,8 +13,8 @@ import (
 var (
 	// ErrFenced: the write carried a term that is no longer the database's
 	// current term (another instance took over with SetTerm). Nothing was
-	// written. errors.Is(err, slashing.ErrUnavailable) is true as well, so
-	// the signer answers 503 and signs nothing.
+	// written. It matches slashing.ErrFenced (the signer answers "not the
+	// leader", 503, and signs nothing) and slashing.ErrUnavailable as well.
 	ErrFenced error = &fencedError{}
 	// ErrForeignDatabase: the schema holds tables that are not Vigil's.
 	ErrForeignDatabase = errors.New("not a Vigil slashing-protection database")
@@ -32,8 +32,11 @@ func (*fencedError) Error() string {
 	return "fenced: the write's term is no longer current"
 }
 
-// Is makes errors.Is(ErrFenced, slashing.ErrUnavailable) true.
-func (*fencedError) Is(target error) bool { return target == slashing.ErrUnavailable }
+// Is makes errors.Is(ErrFenced, slashing.ErrFenced) and
+// errors.Is(ErrFenced, slashing.ErrUnavailable) true.
+func (*fencedError) Is(target error) bool {
+	return target == slashing.ErrFenced || target == slashing.ErrUnavailable
+}
 
 var errClosed = errors.New("slashing database is closed")
 

@@ -211,7 +211,7 @@ func TestSetTermWaitsForWritesInFlight(t *testing.T) {
 	// A write that starts now queues behind SetTerm and is fenced.
 	late := make(chan error, 1)
 	go func() { late <- old.SignBlock(ctx, block(2, 1, 1)) }()
-	time.Sleep(100 * time.Millisecond)
+	waitForLockWaiter(t, url, "vigil_sign_block")
 	select {
 	case err := <-setTerm:
 		t.Fatalf("SetTerm returned while a term-1 write was in flight: %v", err)

@@ -7,6 +7,7 @@ import (
 	"github.com/attestantio/go-eth2-client/spec/phase0"
 
 	"github.com/vigil-signer/vigil/slashing"
+	"github.com/vigil-signer/vigil/slashing/internal/column"
 )
 
 var _ slashing.ChunkImporter = (*Store)(nil)
@@ -15,7 +16,7 @@ var _ slashing.ChunkImporter = (*Store)(nil)
 const verdictImportConflict = 11
 
 // ImportChunk merges one chunk of a validator entry in one transaction (one
-// call of vigil_import_chunk, migration 0004): slashing.MergeBlock /
+// call of vigil_import_chunk, functions.sql): slashing.MergeBlock /
 // MergeAttestation semantics written in SQL, the import marker of package
 // slashing's "Chunked imports" written, checked or cleared under the key's
 // two advisory locks (so serialised with its signatures), and with the last
@@ -28,25 +29,25 @@ func (s *Store) ImportChunk(ctx context.Context, gvr phase0.Root, c slashing.Imp
 	slots := make([]int64, len(c.SignedBlocks))
 	blockRoots := make([][]byte, len(c.SignedBlocks))
 	for i, b := range c.SignedBlocks {
-		slots[i] = enc(uint64(b.Slot))
-		blockRoots[i] = rootArg(b.SigningRoot)
+		slots[i] = column.Enc(uint64(b.Slot))
+		blockRoots[i] = column.Root(b.SigningRoot)
 	}
 	sources := make([]int64, len(c.SignedAttestations))
 	targets := make([]int64, len(c.SignedAttestations))
 	attRoots := make([][]byte, len(c.SignedAttestations))
 	for i, a := range c.SignedAttestations {
-		sources[i] = enc(uint64(a.SourceEpoch))
-		targets[i] = enc(uint64(a.TargetEpoch))
-		attRoots[i] = rootArg(a.SigningRoot)
+		sources[i] = column.Enc(uint64(a.SourceEpoch))
+		targets[i] = column.Enc(uint64(a.TargetEpoch))
+		attRoots[i] = column.Root(a.SigningRoot)
 	}
 	var lwSlot, lwSource, lwTarget *int64
 	if c.Last {
 		if w := c.Watermarks.Slot; w != nil {
-			v := enc(uint64(*w))
+			v := column.Enc(uint64(*w))
 			lwSlot = &v
 		}
 		if w := c.Watermarks.Attestation; w != nil {
-			src, tgt := enc(uint64(w.Source)), enc(uint64(w.Target))
+			src, tgt := column.Enc(uint64(w.Source)), column.Enc(uint64(w.Target))
 			lwSource, lwTarget = &src, &tgt
 		}
 	}
@@ -84,4 +85,11 @@ func (s *Store) Importing(ctx context.Context, pubkey phase0.BLSPubKey) (bool, e
 		return false, unavailable("reading import markers", err)
 	}
 	return n > 0, nil
+}
+
+// ImportValidator merges one validator's history in one transaction: a
+// one-chunk ImportChunk (import.go).
+func (s *Store) ImportValidator(ctx context.Context, gvr phase0.Root, h slashing.ValidatorHistory) error {
+	return s.ImportChunk(ctx, gvr, slashing.ImportChunk{Pubkey: h.Pubkey, First: true, Last: true,
+		SignedBlocks: h.SignedBlocks, SignedAttestations: h.SignedAttestations, Watermarks: slashing.ImportWatermarks(h)})
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/vigil-signer/vigil/slashing"
+	"github.com/vigil-signer/vigil/slashing/internal/column"
 )
 
 var _ slashing.Maintainer = (*Store)(nil)
@@ -131,7 +132,7 @@ func (s *Store) RaiseLowWatermarks(ctx context.Context, pubkeys []phase0.BLSPubK
 		var current *int64
 		var changed int
 		err := s.pool.QueryRow(ctx, "SELECT verdict, x1, coalesce(changed, 0) FROM vigil_raise_low_watermarks($1, $2, $3, $4, $5)",
-			term, idChunk, pkChunk, enc(uint64(slot)), enc(uint64(epoch))).Scan(&code, &current, &changed)
+			term, idChunk, pkChunk, column.Enc(uint64(slot)), column.Enc(uint64(epoch))).Scan(&code, &current, &changed)
 		if err != nil {
 			return n, unavailable("raise low watermarks", err)
 		}
@@ -158,7 +159,7 @@ func (s *Store) SetHighWatermark(ctx context.Context, hw *slashing.HighWatermark
 	}
 	var slot, epoch *int64
 	if hw != nil {
-		sl, ep := enc(uint64(hw.Slot)), enc(uint64(hw.Epoch))
+		sl, ep := column.Enc(uint64(hw.Slot)), column.Enc(uint64(hw.Epoch))
 		slot, epoch = &sl, &ep
 	}
 	term := s.term.Load()
@@ -189,7 +190,7 @@ func (s *Store) HighWatermark(ctx context.Context) (*slashing.HighWatermark, err
 	if slot == nil || epoch == nil {
 		return nil, nil
 	}
-	return &slashing.HighWatermark{Slot: phase0.Slot(dec(*slot)), Epoch: phase0.Epoch(dec(*epoch))}, nil
+	return &slashing.HighWatermark{Slot: phase0.Slot(column.Dec(*slot)), Epoch: phase0.Epoch(column.Dec(*epoch))}, nil
 }
 
 // validatorIDs lists every key's id in the order multi-key calls lock keys

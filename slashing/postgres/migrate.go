@@ -21,6 +21,13 @@ var migrations = slashing.MustLoadMigrations(migrationFS, "migrations")
 // SchemaVersion is the schema version this code creates and understands.
 var SchemaVersion = len(migrations)
 
+// functionsSQL is the current definition of every function of the schema
+// (functions.sql): CREATE OR REPLACE statements, idempotent, applied after
+// the last migration in its transaction (see migrateOne).
+//
+//go:embed functions.sql
+var functionsSQL string
+
 // applicationName marks a schema as Vigil's (schema_version.application).
 const applicationName = "vigil-slashing-protection"
 
@@ -73,7 +80,12 @@ func MigrateWithOptions(ctx context.Context, url string, opts Options) error {
 // migrate runs the migrations on conn under the migration lock. The lock is
 // session-level: if unlocking fails the caller must close conn (closing
 // releases it).
-func migrate(ctx context.Context, conn *pgx.Conn, schema string) (err error) {
+func migrate(ctx context.Context, conn *pgx.Conn, schema string) error {
+	return migrateTo(ctx, conn, schema, SchemaVersion, true)
+}
+
+// migrateTo is migrate up to version target (see migrateOne).
+func migrateTo(ctx context.Context, conn *pgx.Conn, schema string, target int, functions bool) (err error) {
 	// A migration of a large database can take long: wait for the lock (and
 	// run the DDL) bounded by ctx only, not by the store's timeouts.
 	if _, err := conn.Exec(ctx, "SET lock_timeout = 0"); err != nil {
@@ -96,7 +108,7 @@ func migrate(ctx context.Context, conn *pgx.Conn, schema string) (err error) {
 		}
 	}
 	for {
-		done, err := migrateOne(ctx, conn)
+		done, err := migrateOne(ctx, conn, target, functions)
 		if err != nil || done {
 			return err
 		}
@@ -147,7 +159,15 @@ func checkVersion(v int) error {
 	return nil
 }
 
-func migrateOne(ctx context.Context, conn *pgx.Conn) (done bool, err error) {
+// migrateOne applies the migration after the schema's version, in one
+// transaction, unless the schema is at version target (done). With
+// functions, the transaction of migration SchemaVersion also applies
+// functionsSQL, so every database that ran a migration ends with the
+// functions of functions.sql; a database found at SchemaVersion is left
+// alone (a function change comes with a migration: functions.sql). Tests
+// pass a lower target and no functions to build a database as an older
+// Vigil left it.
+func migrateOne(ctx context.Context, conn *pgx.Conn, target int, functions bool) (done bool, err error) {
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return false, unavailable("starting the migration transaction", err)
@@ -164,7 +184,7 @@ func migrateOne(ctx context.Context, conn *pgx.Conn) (done bool, err error) {
 	if err := checkVersion(v); err != nil {
 		return false, err
 	}
-	if v == SchemaVersion {
+	if v >= target {
 		return true, unavailable("committing", tx.Commit(ctx))
 	}
 	if v == 0 {
@@ -180,6 +200,11 @@ func migrateOne(ctx context.Context, conn *pgx.Conn) (done bool, err error) {
 	// Simple protocol: a migration file holds many statements.
 	if _, err := tx.Exec(ctx, m.SQL, pgx.QueryExecModeSimpleProtocol); err != nil {
 		return false, fmt.Errorf("postgres: migration %s: %w", m.Name, unavailable("migrating", err))
+	}
+	if functions && m.Version == SchemaVersion {
+		if _, err := tx.Exec(ctx, functionsSQL, pgx.QueryExecModeSimpleProtocol); err != nil {
+			return false, fmt.Errorf("postgres: functions.sql: %w", unavailable("migrating", err))
+		}
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO schema_version (id, application, version) VALUES (1, $1, $2)
 		ON CONFLICT (id) DO UPDATE SET version = excluded.version`, applicationName, m.Version); err != nil {

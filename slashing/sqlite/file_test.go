@@ -108,7 +108,8 @@ func TestFileRemovedOrReplacedFailsClosed(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if err := s.Ping(ctx); !errors.Is(err, slashing.ErrUnavailable) || !strings.Contains(err.Error(), how[:4]) {
+			want := map[string]string{"deleted": "is gone", "replaced": "was replaced by another file"}[how]
+			if err := s.Ping(ctx); !errors.Is(err, slashing.ErrUnavailable) || !strings.Contains(err.Error(), want) {
 				t.Errorf("Ping after the file was %s: %v", how, err)
 			}
 			if err := s.SignAttestation(ctx, att(2, 1, 2, 1)); !errors.Is(err, slashing.ErrUnavailable) {

@@ -8,6 +8,7 @@ import (
 	"github.com/attestantio/go-eth2-client/spec/phase0"
 
 	"github.com/vigil-signer/vigil/slashing"
+	"github.com/vigil-signer/vigil/slashing/internal/column"
 )
 
 var _ slashing.ChunkImporter = (*Store)(nil)
@@ -76,13 +77,13 @@ func (s *Store) ImportChunk(ctx context.Context, gvr phase0.Root, c slashing.Imp
 		}
 		ib := tx.StmtContext(ctx, s.st.importBlock)
 		for _, b := range c.SignedBlocks {
-			if _, err := ib.ExecContext(ctx, id, enc(uint64(b.Slot)), rootArg(b.SigningRoot)); err != nil {
+			if _, err := ib.ExecContext(ctx, id, column.Enc(uint64(b.Slot)), rootArg(b.SigningRoot)); err != nil {
 				return err
 			}
 		}
 		ia := tx.StmtContext(ctx, s.st.importAttestation)
 		for _, a := range c.SignedAttestations {
-			if _, err := ia.ExecContext(ctx, id, enc(uint64(a.TargetEpoch)), enc(uint64(a.SourceEpoch)), rootArg(a.SigningRoot)); err != nil {
+			if _, err := ia.ExecContext(ctx, id, column.Enc(uint64(a.TargetEpoch)), column.Enc(uint64(a.SourceEpoch)), rootArg(a.SigningRoot)); err != nil {
 				return err
 			}
 		}
@@ -91,12 +92,12 @@ func (s *Store) ImportChunk(ctx context.Context, gvr phase0.Root, c slashing.Imp
 		}
 		lw := c.Watermarks
 		if lw.Slot != nil {
-			if _, err := tx.StmtContext(ctx, s.st.setBlockLW).ExecContext(ctx, id, enc(uint64(*lw.Slot))); err != nil {
+			if _, err := tx.StmtContext(ctx, s.st.setBlockLW).ExecContext(ctx, id, column.Enc(uint64(*lw.Slot))); err != nil {
 				return err
 			}
 		}
 		if w := lw.Attestation; w != nil {
-			if _, err := tx.StmtContext(ctx, s.st.setAttLW).ExecContext(ctx, id, enc(uint64(w.Source)), enc(uint64(w.Target))); err != nil {
+			if _, err := tx.StmtContext(ctx, s.st.setAttLW).ExecContext(ctx, id, column.Enc(uint64(w.Source)), column.Enc(uint64(w.Target))); err != nil {
 				return err
 			}
 		}

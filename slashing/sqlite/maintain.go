@@ -8,6 +8,7 @@ import (
 	"github.com/attestantio/go-eth2-client/spec/phase0"
 
 	"github.com/vigil-signer/vigil/slashing"
+	"github.com/vigil-signer/vigil/slashing/internal/column"
 )
 
 var _ slashing.Maintainer = (*Store)(nil)
@@ -85,12 +86,12 @@ func pruneOne(ctx context.Context, tx *sql.Tx, id int64, opts slashing.PruneOpti
 	}
 	var newestSlot *phase0.Slot
 	if maxSlot.Valid {
-		v := phase0.Slot(dec(maxSlot.Int64))
+		v := phase0.Slot(column.Dec(maxSlot.Int64))
 		newestSlot = &v
 	}
 	var newestTarget *phase0.Epoch
 	if maxTarget.Valid {
-		v := phase0.Epoch(dec(maxTarget.Int64))
+		v := phase0.Epoch(column.Dec(maxTarget.Int64))
 		newestTarget = &v
 	}
 	slotCut, targetCut := slashing.PruneCuts(newestSlot, newestTarget, opts)
@@ -98,11 +99,11 @@ func pruneOne(ctx context.Context, tx *sql.Tx, id int64, opts slashing.PruneOpti
 	next, changed := slashing.PrunedWatermarks(lw, slotCut, targetCut, func(target phase0.Epoch) *phase0.Epoch {
 		var src sql.NullInt64
 		queryErr = tx.QueryRowContext(ctx, `SELECT max(source_epoch) FROM signed_attestations
-			WHERE validator_id = ? AND target_epoch < ?`, id, enc(uint64(target))).Scan(&src)
+			WHERE validator_id = ? AND target_epoch < ?`, id, column.Enc(uint64(target))).Scan(&src)
 		if !src.Valid {
 			return nil
 		}
-		v := phase0.Epoch(dec(src.Int64))
+		v := phase0.Epoch(column.Dec(src.Int64))
 		return &v
 	})
 	if queryErr != nil {
@@ -116,7 +117,7 @@ func pruneOne(ctx context.Context, tx *sql.Tx, id int64, opts slashing.PruneOpti
 	}
 	res.Validators++
 	if next.Slot != nil {
-		r, err := tx.ExecContext(ctx, "DELETE FROM signed_blocks WHERE validator_id = ? AND slot < ?", id, enc(uint64(*next.Slot)))
+		r, err := tx.ExecContext(ctx, "DELETE FROM signed_blocks WHERE validator_id = ? AND slot < ?", id, column.Enc(uint64(*next.Slot)))
 		if err != nil {
 			return err
 		}
@@ -124,7 +125,7 @@ func pruneOne(ctx context.Context, tx *sql.Tx, id int64, opts slashing.PruneOpti
 		res.Blocks += int(n)
 	}
 	if w := next.Attestation; w != nil {
-		r, err := tx.ExecContext(ctx, "DELETE FROM signed_attestations WHERE validator_id = ? AND target_epoch < ?", id, enc(uint64(w.Target)))
+		r, err := tx.ExecContext(ctx, "DELETE FROM signed_attestations WHERE validator_id = ? AND target_epoch < ?", id, column.Enc(uint64(w.Target)))
 		if err != nil {
 			return err
 		}
@@ -150,10 +151,10 @@ func lowWatermarksByID(ctx context.Context, tx *sql.Tx, id int64) (slashing.LowW
 func putLowWatermarks(ctx context.Context, tx *sql.Tx, id int64, lw slashing.LowWatermarks) error {
 	var slot, src, tgt any
 	if lw.Slot != nil {
-		slot = enc(uint64(*lw.Slot))
+		slot = column.Enc(uint64(*lw.Slot))
 	}
 	if w := lw.Attestation; w != nil {
-		src, tgt = enc(uint64(w.Source)), enc(uint64(w.Target))
+		src, tgt = column.Enc(uint64(w.Source)), column.Enc(uint64(w.Target))
 	}
 	_, err := tx.ExecContext(ctx, `INSERT INTO low_watermarks (validator_id, slot, source_epoch, target_epoch)
 		VALUES (?1, ?2, ?3, ?4)
@@ -220,7 +221,7 @@ func (s *Store) SetHighWatermark(ctx context.Context, hw *slashing.HighWatermark
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO high_watermark (id, slot, epoch) VALUES (1, ?1, ?2)
 			ON CONFLICT (id) DO UPDATE SET slot = excluded.slot, epoch = excluded.epoch`,
-			enc(uint64(hw.Slot)), enc(uint64(hw.Epoch)))
+			column.Enc(uint64(hw.Slot)), column.Enc(uint64(hw.Epoch)))
 		return err
 	}})
 }
@@ -237,7 +238,7 @@ func (s *Store) HighWatermark(ctx context.Context) (*slashing.HighWatermark, err
 	case err != nil:
 		return nil, unavailable("reading the high watermark", err)
 	}
-	return &slashing.HighWatermark{Slot: phase0.Slot(dec(slot)), Epoch: phase0.Epoch(dec(epoch))}, nil
+	return &slashing.HighWatermark{Slot: phase0.Slot(column.Dec(slot)), Epoch: phase0.Epoch(column.Dec(epoch))}, nil
 }
 
 // readHighWatermark reads the high watermark inside a sign transaction.
@@ -249,5 +250,5 @@ func readHighWatermark(ctx context.Context, tx *sql.Tx) (*slashing.HighWatermark
 	case err != nil:
 		return nil, fmt.Errorf("reading the high watermark: %w", err)
 	}
-	return &slashing.HighWatermark{Slot: phase0.Slot(dec(slot)), Epoch: phase0.Epoch(dec(epoch))}, nil
+	return &slashing.HighWatermark{Slot: phase0.Slot(column.Dec(slot)), Epoch: phase0.Epoch(column.Dec(epoch))}, nil
 }

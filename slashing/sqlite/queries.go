@@ -7,7 +7,7 @@ import (
 )
 
 // Statements of the write path, prepared once on the writer's connection.
-// Slot and epoch parameters are enc()-mapped (see the schema).
+// Slot and epoch parameters are column.Enc()-mapped (see the schema).
 const (
 	qGetGVR = `SELECT genesis_validators_root FROM metadata WHERE id = 1`
 	qPinGVR = `INSERT INTO metadata (id, genesis_validators_root) VALUES (1, ?)`

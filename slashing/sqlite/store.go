@@ -20,6 +20,7 @@ import (
 	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
 
 	"github.com/vigil-signer/vigil/slashing"
+	"github.com/vigil-signer/vigil/slashing/internal/column"
 )
 
 var _ slashing.Store = (*Store)(nil)
@@ -507,7 +508,7 @@ func exportOne(ctx context.Context, tx *sql.Tx, id int64, pubkey phase0.BLSPubKe
 			rows.Close()
 			return slashing.ValidatorHistory{}, false, err
 		}
-		blocks = append(blocks, slashing.SignedBlock{Slot: phase0.Slot(dec(s)), SigningRoot: rootFrom(r)})
+		blocks = append(blocks, slashing.SignedBlock{Slot: phase0.Slot(column.Dec(s)), SigningRoot: column.RootFrom(r)})
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -525,7 +526,7 @@ func exportOne(ctx context.Context, tx *sql.Tx, id int64, pubkey phase0.BLSPubKe
 			rows.Close()
 			return slashing.ValidatorHistory{}, false, err
 		}
-		atts = append(atts, slashing.SignedAttestation{SourceEpoch: phase0.Epoch(dec(s)), TargetEpoch: phase0.Epoch(dec(t)), SigningRoot: rootFrom(r)})
+		atts = append(atts, slashing.SignedAttestation{SourceEpoch: phase0.Epoch(column.Dec(s)), TargetEpoch: phase0.Epoch(column.Dec(t)), SigningRoot: column.RootFrom(r)})
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -537,36 +538,25 @@ func exportOne(ctx context.Context, tx *sql.Tx, id int64, pubkey phase0.BLSPubKe
 	return slashing.ExportHistory(pubkey, lw, blocks, atts), true, nil
 }
 
+// watermarks is column.Watermarks of the columns as database/sql scans them.
 func watermarks(slot, src, tgt sql.NullInt64) slashing.LowWatermarks {
-	var lw slashing.LowWatermarks
-	if slot.Valid {
-		s := phase0.Slot(dec(slot.Int64))
-		lw.Slot = &s
-	}
-	if src.Valid && tgt.Valid {
-		lw.Attestation = &slashing.AttestationWatermark{Source: phase0.Epoch(dec(src.Int64)), Target: phase0.Epoch(dec(tgt.Int64))}
-	}
-	return lw
+	return column.Watermarks(nullable(slot), nullable(src), nullable(tgt))
 }
 
-// enc maps a u64 onto int64 preserving order (see the schema); dec inverts it.
-func enc(v uint64) int64 { return int64(v ^ (1 << 63)) }
-func dec(v int64) uint64 { return uint64(v) ^ (1 << 63) }
+func nullable(n sql.NullInt64) *int64 {
+	if !n.Valid {
+		return nil
+	}
+	return &n.Int64
+}
 
+// rootArg is column.Root as a statement argument: an untyped nil (NULL) for
+// an unknown root.
 func rootArg(r *phase0.Root) any {
 	if r == nil {
 		return nil
 	}
-	return r[:]
-}
-
-func rootFrom(b []byte) *phase0.Root {
-	if b == nil {
-		return nil
-	}
-	var r phase0.Root
-	copy(r[:], b)
-	return &r
+	return column.Root(r)
 }
 
 // DisabledKeys lists the keys whose signing is disabled (keymanager DELETE), in pubkey order. A
@@ -578,13 +568,6 @@ func (s *Store) DisabledKeys(ctx context.Context) ([]phase0.BLSPubKey, error) {
 		return nil, unavailable("listing disabled keys", err)
 	}
 	defer rows.Close()
-	var out []phase0.BLSPubKey
-	for rows.Next() {
-		var b []byte
-		if err := rows.Scan(&b); err != nil {
-			return nil, unavailable("listing disabled keys", err)
-		}
-		out = append(out, phase0.BLSPubKey(b))
-	}
-	return out, unavailable("listing disabled keys", rows.Err())
+	out, err := column.ScanPubkeys(rows)
+	return out, unavailable("listing disabled keys", err)
 }

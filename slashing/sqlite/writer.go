@@ -8,6 +8,7 @@ import (
 	"github.com/attestantio/go-eth2-client/spec/phase0"
 
 	"github.com/vigil-signer/vigil/slashing"
+	"github.com/vigil-signer/vigil/slashing/internal/column"
 )
 
 // request is one unit of work for the writer goroutine: a sign request
@@ -212,7 +213,7 @@ func (s *Store) signTx(reqs []*request) (failed int, err error) {
 		case err != nil:
 			return -1, err
 		default:
-			st.gvr = rootFrom(b)
+			st.gvr = column.RootFrom(b)
 		}
 	}
 	if st.high, err = readHighWatermark(ctx, tx); err != nil {
@@ -305,12 +306,12 @@ func (s *Store) signBlock(ctx context.Context, st *txState, b slashing.Block) er
 		f.High = &st.high.Slot
 	}
 	var root []byte
-	switch err := tx.StmtContext(ctx, s.st.blockAt).QueryRowContext(ctx, id, enc(uint64(b.Slot))).Scan(&root); {
+	switch err := tx.StmtContext(ctx, s.st.blockAt).QueryRowContext(ctx, id, column.Enc(uint64(b.Slot))).Scan(&root); {
 	case err == sql.ErrNoRows:
 	case err != nil:
 		return err
 	default:
-		f.Existing = &slashing.SignedBlock{Slot: b.Slot, SigningRoot: rootFrom(root)}
+		f.Existing = &slashing.SignedBlock{Slot: b.Slot, SigningRoot: column.RootFrom(root)}
 	}
 	v, refusal := slashing.CheckBlock(b, f)
 	if refusal != nil || v == slashing.Repeat {
@@ -319,11 +320,11 @@ func (s *Store) signBlock(ctx context.Context, st *txState, b slashing.Block) er
 	if err := s.pin(ctx, st, b.GenesisValidatorsRoot); err != nil {
 		return err
 	}
-	if _, err := tx.StmtContext(ctx, s.st.insertBlock).ExecContext(ctx, id, enc(uint64(b.Slot)), b.SigningRoot[:]); err != nil {
+	if _, err := tx.StmtContext(ctx, s.st.insertBlock).ExecContext(ctx, id, column.Enc(uint64(b.Slot)), b.SigningRoot[:]); err != nil {
 		return err
 	}
 	if lw.Slot == nil {
-		if _, err := tx.StmtContext(ctx, s.st.setBlockLW).ExecContext(ctx, id, enc(uint64(b.Slot))); err != nil {
+		if _, err := tx.StmtContext(ctx, s.st.setBlockLW).ExecContext(ctx, id, column.Enc(uint64(b.Slot))); err != nil {
 			return err
 		}
 	}
@@ -344,7 +345,7 @@ func (s *Store) signAttestation(ctx context.Context, st *txState, a slashing.Att
 	if st.high != nil {
 		f.High = &st.high.Epoch
 	}
-	src, tgt := enc(uint64(a.SourceEpoch)), enc(uint64(a.TargetEpoch))
+	src, tgt := column.Enc(uint64(a.SourceEpoch)), column.Enc(uint64(a.TargetEpoch))
 	var srcAt int64
 	var root []byte
 	switch err := tx.StmtContext(ctx, s.st.attAt).QueryRowContext(ctx, id, tgt).Scan(&srcAt, &root); {
@@ -352,7 +353,7 @@ func (s *Store) signAttestation(ctx context.Context, st *txState, a slashing.Att
 	case err != nil:
 		return err
 	default:
-		f.SameTarget = &slashing.SignedAttestation{SourceEpoch: phase0.Epoch(dec(srcAt)), TargetEpoch: a.TargetEpoch, SigningRoot: rootFrom(root)}
+		f.SameTarget = &slashing.SignedAttestation{SourceEpoch: phase0.Epoch(column.Dec(srcAt)), TargetEpoch: a.TargetEpoch, SigningRoot: column.RootFrom(root)}
 	}
 	if f.Surrounding, err = s.vote(ctx, tx, s.st.surrounding, id, src, tgt); err != nil {
 		return err
@@ -387,5 +388,5 @@ func (s *Store) vote(ctx context.Context, tx *sql.Tx, stmt *sql.Stmt, id, src, t
 	case err != nil:
 		return nil, err
 	}
-	return &slashing.SignedAttestation{SourceEpoch: phase0.Epoch(dec(vs)), TargetEpoch: phase0.Epoch(dec(vt))}, nil
+	return &slashing.SignedAttestation{SourceEpoch: phase0.Epoch(column.Dec(vs)), TargetEpoch: phase0.Epoch(column.Dec(vt))}, nil
 }

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/vigil-signer/vigil/keystore"
+	"github.com/vigil-signer/vigil/keystore/keyset"
 	"github.com/vigil-signer/vigil/signer"
 	"github.com/vigil-signer/vigil/slashing/slashingtest"
 )
@@ -50,7 +51,7 @@ func TestLodestarRequests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys := signer.NewKeySet(nil)
+	keys := keyset.New(nil)
 	s, err := signer.New(signer.Config{Network: net, Keys: keys, Store: slashingtest.NewMemory()})
 	if err != nil {
 		t.Fatal(err)

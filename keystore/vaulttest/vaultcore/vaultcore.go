@@ -270,9 +270,9 @@ func MountKVv2(ctx context.Context, c *api.Client, path string) error {
 	}
 }
 
-// StorePolicy returns the HCL of the narrowest policy a Vigil Vault key store (keystore.VaultStore)
-// needs for the KV v2 mount and key prefix: create and read the secrets, list, read and delete
-// their metadata. Token lookup and renewal come from Vault's default policy.
+// StorePolicy returns the HCL of the narrowest policy a Vigil Vault key store (vault.Store of
+// package keystore/vault) needs for the KV v2 mount and key prefix: create and read the secrets,
+// list, read and delete their metadata. Token lookup and renewal come from Vault's default policy.
 func StorePolicy(mount, prefix string) string {
 	mount, prefix = strings.Trim(mount, "/"), strings.Trim(prefix, "/")
 	return fmt.Sprintf(`path "%[1]s/data/%[2]s/*" { capabilities = ["create", "read"] }

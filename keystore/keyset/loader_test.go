@@ -1,4 +1,4 @@
-package signer
+package keyset
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -70,7 +71,7 @@ func testKey(t *testing.T, i int) keystore.Key {
 	return keystore.NewLocalKey(sk)
 }
 
-func has(s *KeySet, ks ...keystore.Key) bool {
+func has(s *Set, ks ...keystore.Key) bool {
 	for _, k := range ks {
 		if _, ok := s.Get(k.PublicKey()); !ok {
 			return false
@@ -79,7 +80,7 @@ func has(s *KeySet, ks ...keystore.Key) bool {
 	return true
 }
 
-func mustLoad(t *testing.T, l *KeyLoader) ReloadStatus {
+func mustLoad(t *testing.T, l *Loader) ReloadStatus {
 	t.Helper()
 	st, err := l.Load(context.Background())
 	if err != nil {
@@ -92,9 +93,9 @@ func TestReloadAddsAndRemoves(t *testing.T) {
 	a, b, c := testKey(t, 1), testKey(t, 2), testKey(t, 3)
 	src := &fakeSource{name: "dir"}
 	src.set([]keystore.Key{a, b}, nil, nil)
-	set := NewKeySet(nil)
+	set := New(nil)
 	var published []SourceReport
-	l := NewKeyLoader(LoaderConfig{Sources: []keystore.Source{src}, Keys: set, Publish: func(r []SourceReport) { published = r }})
+	l := NewLoader(LoaderConfig{Sources: []keystore.Source{src}, Keys: set, Publish: func(r []SourceReport) { published = r }})
 	if st := l.Status(); st.State != ReloadIdle {
 		t.Fatalf("state before any load = %s", st.State)
 	}
@@ -123,8 +124,8 @@ func TestReloadKeepsKeysOfFailingSources(t *testing.T) {
 	dir := &fakeSource{name: "dir"}
 	vault.set([]keystore.Key{a, b}, nil, nil)
 	dir.set([]keystore.Key{c, d}, nil, nil)
-	set := NewKeySet(nil)
-	l := NewKeyLoader(LoaderConfig{Sources: []keystore.Source{vault, dir}, Keys: set})
+	set := New(nil)
+	l := NewLoader(LoaderConfig{Sources: []keystore.Source{vault, dir}, Keys: set})
 	mustLoad(t, l)
 
 	// Vault sealed: its keys stay; a file of dir fails naming its key: that key stays.
@@ -159,15 +160,15 @@ func TestReloadKeymanagerKeys(t *testing.T) {
 	aManaged := &wrappedKey{a} // the keymanager's own copy of a
 	src := &fakeSource{name: "dir"}
 	src.set([]keystore.Key{a}, nil, nil)
-	managed := NewManagedKeys(t.TempDir(), 1)
-	set := NewKeySet(nil)
+	managed := NewManaged(t.TempDir(), 1)
+	set := New(nil)
 	var lock sync.Mutex
-	l := NewKeyLoader(LoaderConfig{Sources: []keystore.Source{src}, Managed: managed, Keys: set, Lock: &lock})
+	l := NewLoader(LoaderConfig{Sources: []keystore.Source{src}, Managed: managed, Keys: set, Lock: &lock})
 	mustLoad(t, l)
-	// Imports after start (what KeyManager.Import does under the lock).
-	managed.remember(m.PublicKey(), managedKey{key: m})
-	managed.remember(a.PublicKey(), managedKey{key: aManaged})
-	set.add([]keystore.Key{m})
+	// Imports after start (what keymanager.Manager.Import does under the lock).
+	managed.Remember(m.PublicKey(), ManagedKey{Key: m})
+	managed.Remember(a.PublicKey(), ManagedKey{Key: aManaged})
+	set.Add([]keystore.Key{m})
 
 	src.set([]keystore.Key{a, b}, nil, nil)
 	st := mustLoad(t, l)
@@ -182,8 +183,8 @@ func TestReloadKeymanagerKeys(t *testing.T) {
 	}
 
 	// A keymanager delete is not undone by a reload.
-	managed.forget(m.PublicKey())
-	set.removeIf(map[keystore.PublicKey]keystore.Key{m.PublicKey(): m})
+	managed.Forget(m.PublicKey())
+	set.RemoveIf(map[keystore.PublicKey]keystore.Key{m.PublicKey(): m})
 	mustLoad(t, l)
 	if has(set, m) {
 		t.Fatal("a reload brought back a key the keymanager deleted")
@@ -203,7 +204,7 @@ func TestReloadRetriesFailedKeymanagerDir(t *testing.T) {
 	if err := os.WriteFile(dir, []byte("not a directory"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	l := NewKeyLoader(LoaderConfig{Managed: NewManagedKeys(dir, 1), Keys: NewKeySet(nil)})
+	l := NewLoader(LoaderConfig{Managed: NewManaged(dir, 1), Keys: New(nil)})
 	if st := mustLoad(t, l); st.State != ReloadDegraded || st.Sources[0].Err == nil {
 		t.Fatalf("first load: %+v", st)
 	}
@@ -224,8 +225,8 @@ func TestReloadEmptySourceAndStrayItems(t *testing.T) {
 	a, b := testKey(t, 1), testKey(t, 2)
 	src := &fakeSource{name: "dir"}
 	src.set([]keystore.Key{a, b}, nil, nil)
-	set := NewKeySet(nil)
-	l := NewKeyLoader(LoaderConfig{Sources: []keystore.Source{src}, Keys: set})
+	set := New(nil)
+	l := NewLoader(LoaderConfig{Sources: []keystore.Source{src}, Keys: set})
 	mustLoad(t, l)
 	src.set(nil, nil, nil)
 	st := mustLoad(t, l)
@@ -243,13 +244,13 @@ func TestReloadEmptySourceAndStrayItems(t *testing.T) {
 func TestReloadOneAtATime(t *testing.T) {
 	src := &fakeSource{name: "slow", block: make(chan struct{})}
 	src.set([]keystore.Key{testKey(t, 1)}, nil, nil)
-	set := NewKeySet(nil)
-	l := NewKeyLoader(LoaderConfig{Sources: []keystore.Source{src}, Keys: set})
-	if err := l.Start(time.Minute); err != nil {
+	set := New(nil)
+	l := NewLoader(LoaderConfig{Sources: []keystore.Source{src}, Keys: set})
+	if err := l.Reload(time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Start(time.Minute); !errors.Is(err, ErrReloadRunning) {
-		t.Fatalf("second Start = %v; want ErrReloadRunning", err)
+	if err := l.Reload(time.Minute); !errors.Is(err, ErrReloadRunning) {
+		t.Fatalf("second Reload = %v; want ErrReloadRunning", err)
 	}
 	if _, err := l.Load(context.Background()); !errors.Is(err, ErrReloadRunning) {
 		t.Fatalf("Load during a reload = %v; want ErrReloadRunning", err)
@@ -274,8 +275,8 @@ func TestReloadTimeoutChangesNothing(t *testing.T) {
 	a := testKey(t, 1)
 	src := &fakeSource{name: "dir"}
 	src.set([]keystore.Key{a}, nil, nil)
-	set := NewKeySet(nil)
-	l := NewKeyLoader(LoaderConfig{Sources: []keystore.Source{src}, Keys: set})
+	set := New(nil)
+	l := NewLoader(LoaderConfig{Sources: []keystore.Source{src}, Keys: set})
 	mustLoad(t, l)
 	src.mu.Lock()
 	src.block = make(chan struct{}) // never released
@@ -286,5 +287,41 @@ func TestReloadTimeoutChangesNothing(t *testing.T) {
 	st, err := l.Load(ctx)
 	if err != nil || st.State != ReloadFailed || st.Error == "" || !has(set, a) {
 		t.Fatalf("timed-out reload: %+v, %v; keys %v", st, err, set.PublicKeys())
+	}
+}
+
+func TestLoaderStartStop(t *testing.T) {
+	a := testKey(t, 1)
+	src := &fakeSource{name: "dir"}
+	src.set([]keystore.Key{a}, nil, nil)
+	set := New(nil)
+	l := NewLoader(LoaderConfig{Sources: []keystore.Source{src}, Keys: set})
+	if err := l.Start(context.Background()); err != nil || !has(set, a) {
+		t.Fatalf("Start = %v; keys %v", err, set.PublicKeys())
+	}
+	// A background reload that never finishes by itself: Stop cancels it and waits for it.
+	src.mu.Lock()
+	src.block = make(chan struct{})
+	src.mu.Unlock()
+	if err := l.Reload(time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	l.Stop()
+	if st := l.Status(); st.State != ReloadFailed || !has(set, a) {
+		t.Fatalf("after Stop: %+v; keys %v", st, set.PublicKeys())
+	}
+	if err := l.Reload(time.Hour); !errors.Is(err, ErrStopped) {
+		t.Fatalf("Reload after Stop = %v; want ErrStopped", err)
+	}
+	l.Stop() // safe twice
+}
+
+func TestLoaderStartInterrupted(t *testing.T) {
+	src := &fakeSource{name: "dir", block: make(chan struct{})}
+	l := NewLoader(LoaderConfig{Sources: []keystore.Source{src}, Keys: New(nil)})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := l.Start(ctx); err == nil || !strings.HasPrefix(err.Error(), "loading keys: key load interrupted") {
+		t.Fatalf("Start with a cancelled context = %v", err)
 	}
 }

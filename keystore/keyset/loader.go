@@ -1,12 +1,12 @@
-package signer
+package keyset
 
 // Key loading and hot reload: the operator's key sources (keystore directories, key-config files,
-// the local keyring, Vault, an HSM) feeding the signer's KeySet.
+// the local keyring, Vault, an HSM) feeding the signer's key Set.
 //
 // Invariants:
 //   - One load at a time; a reload that finds one running is refused (ErrReloadRunning), never
 //     queued.
-//   - The KeySet changes by one atomic swap at the end of a reload. Requests already holding a key
+//   - The Set changes by one atomic swap at the end of a reload. Requests already holding a key
 //     object finish with it; no in-flight request is dropped.
 //   - A reload never loses a key because its source misbehaved: a source that fails as a whole
 //     keeps all the keys it gave before; an item that fails keeps its previous key when the error
@@ -14,7 +14,7 @@ package signer
 //     source for this reload (a stray item, keystore.ErrStrayItem, does not: it never held a key);
 //     a source that suddenly lists no key at all (an unmounted volume, a wrong path) keeps its
 //     keys and is reported as failed. Only a key that a healthy source no longer lists is removed.
-//   - A removed key only leaves the KeySet (no new signature here); it is never disabled in the
+//   - A removed key only leaves the Set (no new signature here); it is never disabled in the
 //     slashing database. A key file moved away for a moment during a reload (which anyone who
 //     can reach the signing port may trigger) must not stop that validator for good: it signs
 //     again as soon as a reload finds it. Only a keymanager DELETE disables a key.
@@ -22,7 +22,7 @@ package signer
 //     only while that load failed as a whole, plus its imports) are kept as the keymanager holds
 //     them. On a public key given by both, the operator's source wins, as at startup; when the
 //     operator's copy goes away, the keymanager's copy takes its place and nothing is disabled.
-//   - Reload holds the KeyManager's lock around the swap, so a keymanager import or delete never
+//   - Reload holds the keymanager's lock around the swap, so a keymanager import or delete never
 //     interleaves with it.
 
 import (
@@ -40,26 +40,38 @@ import (
 // ErrReloadRunning: a (re)load is already in progress.
 var ErrReloadRunning = errors.New("a key reload is already running")
 
-// SourceObserver receives each source's outcome and the load's overall outcome after every load
+// Observer receives each source's outcome and the load's overall outcome after every load
 // (metrics).
-type SourceObserver interface {
+type Observer interface {
 	ObserveKeySource(r SourceReport)
 	ObserveKeyLoad(state ReloadState)
 }
 
-// LoaderConfig assembles a KeyLoader.
+// SourceReport is the outcome of loading one key source: how many keys it gave and which items
+// failed (by name, never with secret material).
+type SourceReport struct {
+	Name   string
+	Loaded int                  // keys the source provides now (including Kept)
+	Errors []keystore.LoadError // items that failed
+	Err    error                // the source failed as a whole (unreachable, sealed, wrong PIN)
+	Kept   int                  // keys kept from an earlier load because the source or an item failed
+	Took   time.Duration
+}
+
+// OK reports whether the source loaded completely.
+func (r SourceReport) OK() bool { return r.Err == nil && len(r.Errors) == 0 }
+
+// LoaderConfig assembles a Loader.
 type LoaderConfig struct {
 	Sources []keystore.Source // in priority order: on a duplicate public key the first wins
 	// Managed is the keymanager's key directory (nil: none), after Sources in priority.
-	Managed  *ManagedKeys
-	Keys     *KeySet
-	Lock     sync.Locker    // taken around the swap (the KeyManager's); nil: none
-	Observer SourceObserver // nil: none
+	Managed  *Managed
+	Keys     *Set
+	Lock     sync.Locker // taken around the swap (the keymanager's); nil: none
+	Observer Observer    // nil: none
 	Logger   *slog.Logger
 	// Publish receives the source reports after every load (the Signer's SetSourceReports).
 	Publish func([]SourceReport)
-	// Context is the parent of background reloads (Start); cancel it at shutdown. Nil: none.
-	Context context.Context
 }
 
 // ReloadState is where the last reload stands.
@@ -87,8 +99,8 @@ type ReloadStatus struct {
 	Error    string // why a failed reload failed
 }
 
-// KeyLoader loads the key sources into the KeySet, at start and on every reload.
-type KeyLoader struct {
+// Loader loads the key sources into the KeySet, at start and on every reload.
+type Loader struct {
 	cfg LoaderConfig
 	// mu makes "running" and the published status change together: once GET /reload shows a
 	// load finished, a new one can start at once.
@@ -96,36 +108,73 @@ type KeyLoader struct {
 	running bool
 	status  atomic.Pointer[ReloadStatus]
 
+	quit     chan struct{} // closed by Stop: cancels background reloads
+	stopOnce sync.Once
+	bg       sync.WaitGroup // background reloads
+
 	// Owned by the goroutine holding running.
 	prev          []map[keystore.PublicKey]keystore.Key // per source, the keys of the last load
 	managedReport *SourceReport                         // nil until the keymanager directory was loaded
 }
 
 // NewKeyLoader returns a loader; nothing is loaded until Load.
-func NewKeyLoader(cfg LoaderConfig) *KeyLoader {
+func NewLoader(cfg LoaderConfig) *Loader {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Context == nil {
-		cfg.Context = context.Background()
-	}
-	l := &KeyLoader{cfg: cfg, prev: make([]map[keystore.PublicKey]keystore.Key, len(cfg.Sources))}
+	l := &Loader{cfg: cfg, prev: make([]map[keystore.PublicKey]keystore.Key, len(cfg.Sources)), quit: make(chan struct{})}
 	l.status.Store(&ReloadStatus{State: ReloadIdle})
 	return l
 }
 
 // Status returns the last reload's status.
-func (l *KeyLoader) Status() ReloadStatus { return *l.status.Load() }
+func (l *Loader) Status() ReloadStatus { return *l.status.Load() }
 
-// Start begins a reload in the background (bounded by timeout) and returns at once;
-// ErrReloadRunning when one is running.
-func (l *KeyLoader) Start(timeout time.Duration) error {
-	if !l.begin() {
-		return ErrReloadRunning
+// Start does the first load (bounded by ctx) and returns when it is done: an error when it was
+// interrupted (nothing loaded), nil otherwise, also when a source or an item failed (Status says
+// which). Background reloads (Reload) may run from then on, until Stop.
+func (l *Loader) Start(ctx context.Context) error {
+	st, err := l.Load(ctx)
+	if err != nil {
+		return err
 	}
+	if st.State == ReloadFailed {
+		return fmt.Errorf("loading keys: %s", st.Error)
+	}
+	return nil
+}
+
+// Stop cancels a running background reload and waits for it; later Reload calls fail. Safe to
+// call twice.
+func (l *Loader) Stop() {
+	l.mu.Lock()
+	l.stopOnce.Do(func() { close(l.quit) })
+	l.mu.Unlock()
+	l.bg.Wait()
+}
+
+// ErrStopped: the loader was stopped (shutting down); no reload starts.
+var ErrStopped = errors.New("the key loader is stopped (shutting down)")
+
+// Reload begins a reload in the background (bounded by timeout, cancelled by Stop) and returns
+// at once; ErrReloadRunning when one is running.
+func (l *Loader) Reload(timeout time.Duration) error {
+	if err := l.beginBackground(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	go func() {
-		ctx, cancel := context.WithTimeout(l.cfg.Context, timeout)
+		defer l.bg.Done()
 		defer cancel()
+		stop := make(chan struct{})
+		defer close(stop)
+		go func() {
+			select {
+			case <-l.quit:
+				cancel()
+			case <-stop:
+			}
+		}()
 		l.run(ctx)
 	}()
 	return nil
@@ -133,7 +182,7 @@ func (l *KeyLoader) Start(timeout time.Duration) error {
 
 // Load loads (or reloads) every source now and returns the status; ErrReloadRunning when one is
 // running.
-func (l *KeyLoader) Load(ctx context.Context) (ReloadStatus, error) {
+func (l *Loader) Load(ctx context.Context) (ReloadStatus, error) {
 	if !l.begin() {
 		return ReloadStatus{}, ErrReloadRunning
 	}
@@ -141,7 +190,7 @@ func (l *KeyLoader) Load(ctx context.Context) (ReloadStatus, error) {
 }
 
 // begin marks a load running (false: one already is) and publishes it.
-func (l *KeyLoader) begin() bool {
+func (l *Loader) begin() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.running {
@@ -152,8 +201,26 @@ func (l *KeyLoader) begin() bool {
 	return true
 }
 
+// beginBackground is begin for a background reload: refused after Stop, counted for Stop.
+func (l *Loader) beginBackground() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	select {
+	case <-l.quit:
+		return ErrStopped
+	default:
+	}
+	if l.running {
+		return ErrReloadRunning
+	}
+	l.running = true
+	l.status.Store(&ReloadStatus{State: ReloadRunning, Started: time.Now()})
+	l.bg.Add(1)
+	return nil
+}
+
 // finish publishes a load's final status and ends it, together.
-func (l *KeyLoader) finish(st *ReloadStatus) {
+func (l *Loader) finish(st *ReloadStatus) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.status.Store(st)
@@ -161,7 +228,7 @@ func (l *KeyLoader) finish(st *ReloadStatus) {
 }
 
 // run does one load; the caller has begun it, run finishes it.
-func (l *KeyLoader) run(ctx context.Context) ReloadStatus {
+func (l *Loader) run(ctx context.Context) ReloadStatus {
 	st := ReloadStatus{State: ReloadRunning, Started: l.status.Load().Started}
 	log := l.cfg.Logger
 

@@ -1,4 +1,4 @@
-package signer_test
+package keymanager_test
 
 import (
 	"context"
@@ -15,7 +15,9 @@ import (
 	"github.com/attestantio/go-eth2-client/spec/phase0"
 
 	"github.com/vigil-signer/vigil/keystore"
+	"github.com/vigil-signer/vigil/keystore/keyset"
 	"github.com/vigil-signer/vigil/signer"
+	"github.com/vigil-signer/vigil/signer/keymanager"
 	"github.com/vigil-signer/vigil/slashing"
 	"github.com/vigil-signer/vigil/slashing/slashingtest"
 	"github.com/vigil-signer/vigil/slashing/sqlite"
@@ -62,10 +64,10 @@ func kmKeystoreNoPubkey(t *testing.T, i uint64, password string) string {
 }
 
 type kmFixture struct {
-	km      *signer.KeyManager
-	keys    *signer.KeySet
+	km      *keymanager.Manager
+	keys    *keyset.Set
 	store   slashing.Store
-	managed *signer.ManagedKeys
+	managed *keyset.Managed
 	dir     string
 }
 
@@ -73,7 +75,7 @@ type kmFixture struct {
 // operator-managed source, and loads its (possibly pre-populated) directory dir.
 func newKM(t *testing.T, store slashing.Store, dir string, readonly ...uint64) *kmFixture {
 	t.Helper()
-	f := &kmFixture{store: store, dir: dir, managed: signer.NewManagedKeys(dir, 0)}
+	f := &kmFixture{store: store, dir: dir, managed: keyset.NewManaged(dir, 0)}
 	var keys []keystore.Key
 	for _, i := range readonly {
 		keys = append(keys, keystore.NewLocalKey(kmKey(t, i)))
@@ -86,8 +88,8 @@ func newKM(t *testing.T, store slashing.Store, dir string, readonly ...uint64) *
 		t.Fatalf("managed keys did not load: %v", res.Errors)
 	}
 	keys = append(keys, res.Keys...) // operator sources first, as serve does
-	f.keys = signer.NewKeySet(keys)
-	f.km, err = signer.NewKeyManager(signer.KeyManagerConfig{Managed: f.managed, Keys: f.keys, Store: store})
+	f.keys = keyset.New(keys)
+	f.km, err = keymanager.New(keymanager.Config{Managed: f.managed, Keys: f.keys, Store: store})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -440,7 +442,7 @@ func TestKeyManagerPasswordFileRule(t *testing.T) {
 // is not active yet.
 type orderingStore struct {
 	slashing.Store
-	keys       *signer.KeySet
+	keys       *keyset.Set
 	mu         sync.Mutex
 	violations []string
 	failEnable error
@@ -615,13 +617,13 @@ func TestKeyManagerDeletesOrphanFiles(t *testing.T) {
 	if err := os.WriteFile(pwFile, []byte("wrong\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	managed := signer.NewManagedKeys(dir, 0)
+	managed := keyset.NewManaged(dir, 0)
 	res, err := managed.Load(context.Background())
 	if err != nil || len(res.Keys) != 0 || len(res.Errors) != 1 {
 		t.Fatalf("load with a wrong password file: %d keys, %v, %v", len(res.Keys), res.Errors, err)
 	}
-	keys := signer.NewKeySet(nil)
-	km, err := signer.NewKeyManager(signer.KeyManagerConfig{Managed: managed, Keys: keys, Store: store})
+	keys := keyset.New(nil)
+	km, err := keymanager.New(keymanager.Config{Managed: managed, Keys: keys, Store: store})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -691,7 +693,7 @@ func TestKeyManagerConcurrentImports(t *testing.T) {
 }
 
 func TestNewKeyManagerRequiresCollaborators(t *testing.T) {
-	if _, err := signer.NewKeyManager(signer.KeyManagerConfig{}); err == nil {
+	if _, err := keymanager.New(keymanager.Config{}); err == nil {
 		t.Error("NewKeyManager accepted an empty config")
 	}
 }
