@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"net"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -284,32 +286,58 @@ func TestE2EHostAllowlistCustom(t *testing.T) {
 // requests are signed, the process holds no more descriptors than the cap allows. When every
 // connection is busy, a new one gets a 503 JSON reply at once, and signing resumes as soon as
 // the busy ones finish.
+//
+// The test counts places exactly: a connection the server has not closed yet still holds one,
+// so each step waits for the server to let go of the previous step's connections (signClosed,
+// vigil_http_open_connections) instead of assuming it has.
 func TestE2EConnectionCap(t *testing.T) {
 	const capacity, slow = 16, 120
-	v := start(t, append([]string{"--network", "mainnet", "--http-max-connections", strconv.Itoa(capacity)}, writeKeystores(t, 0)...)...)
+	// A read timeout longer than the test: no connection ends by timing out, every place is
+	// freed by an eviction or a close the test waits for.
+	v := start(t, append([]string{"--network", "mainnet", "--http-max-connections", strconv.Itoa(capacity), "--http-read-timeout", "2m"},
+		writeKeystores(t, 0)...)...)
 	pub0 := interopPub(t, 0)
 	body, root := randaoRequest(t)
 	url := v.URL + signPath(pub0)
 	fdBase := openFDs(t, v.pid())
 
-	// Slowloris: connections that never finish their headers.
-	for range slow {
-		c := dial(t, v)
-		fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: appl", signPath(pub0))
+	// Slowloris: connections that never finish their headers. Each one over the cap is closed:
+	// evicted, or refused with 503 when it comes while the server has not yet read the partial
+	// headers of every connection it holds (Accept takes a burst of queued connections before
+	// their goroutines run; see connLimiter).
+	slowConns := make([]net.Conn, slow)
+	for i := range slowConns {
+		slowConns[i] = dial(t, v)
+		fmt.Fprintf(slowConns[i], "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: appl", signPath(pub0))
 	}
-	evicted := waitMetric(t, v, "vigil_http_connections_evicted_total", func(f float64) bool { return f >= slow-capacity },
-		"slow connections over the cap are closed")
+	var refused float64
+	evicted := waitMetric(t, v, "vigil_http_connections_evicted_total", func(f float64) bool {
+		refused = metric(t, v, "vigil_http_connections_refused_total")
+		return f+refused >= slow-capacity
+	}, "slow connections over the cap are closed")
 	fds := openFDs(t, v.pid())
-	t.Logf("%d slow connections, cap %d: %v evicted; descriptors %d before, %d after", slow, capacity, evicted, fdBase, fds)
-	if fds > fdBase+capacity+4 {
+	t.Logf("%d slow connections, cap %d: %v evicted, %v refused; descriptors %d before, %d after", slow, capacity, evicted, refused, fdBase, fds)
+	// A refused connection's 503 writer holds its descriptor until the client closes (at most a
+	// second; at most maxRejecting writers).
+	if fds > fdBase+capacity+min(int(refused), maxRejecting)+4 {
 		t.Errorf("process holds %d descriptors (%d before): more than the cap of %d connections", fds, fdBase, capacity)
 	}
+	// Honest requests take the place of a slow connection (or, while the server has not yet
+	// read the slow ones, get the 503 and try again, as its Retry-After asks).
 	for range 3 {
-		wantSignature(t, 0, root, signature(t, send(t, http.MethodPost, url, "", "application/json", body)))
+		wantSignature(t, 0, root, signature(t, signClosed(t, v, signPath(pub0), body)))
 	}
+	if n := metric(t, v, "vigil_http_connections_evicted_total"); n <= evicted {
+		t.Errorf("vigil_http_connections_evicted_total %v after the honest requests, %v before: no slow connection made room", n, evicted)
+	}
+	// The slowloris gives up: its connections (and the 503 writers of the refused ones) end.
+	for _, c := range slowConns {
+		c.Close()
+	}
+	waitMetric(t, v, "vigil_http_open_connections", func(f float64) bool { return f == 1 }, "closed slow connections free their places") // 1: this scrape
 
 	// Busy connections: complete headers, a body that is still arriving. They are in-flight
-	// work: never evicted.
+	// work: never evicted (not even before the server has read their headers).
 	busy := make([]net.Conn, capacity)
 	for i := range busy {
 		busy[i] = dial(t, v)
@@ -317,6 +345,7 @@ func TestE2EConnectionCap(t *testing.T) {
 	}
 	// Every busy handler has reserved its 1000 body bytes: all of them are being handled.
 	waitMetric(t, v, "vigil_http_body_buffered_bytes", func(f float64) bool { return f == capacity*1000 }, "busy connections are in their handlers")
+	refused = metric(t, v, "vigil_http_connections_refused_total")
 	c := dial(t, v)
 	fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", signPath(pub0), len(body), body)
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
@@ -328,8 +357,8 @@ func TestE2EConnectionCap(t *testing.T) {
 	if resp.Header.Get("Retry-After") == "" {
 		t.Errorf("503 without Retry-After")
 	}
-	if n := metric(t, v, "vigil_http_connections_refused_total"); n < 1 {
-		t.Errorf("vigil_http_connections_refused_total = %v after a refusal", n)
+	if n := metric(t, v, "vigil_http_connections_refused_total"); n != refused+1 {
+		t.Errorf("vigil_http_connections_refused_total = %v after a refusal, was %v", n, refused)
 	}
 	// No busy connection was dropped for it: each still gets its answer when its body ends.
 	for _, b := range busy[:2] {
@@ -349,7 +378,134 @@ func TestE2EConnectionCap(t *testing.T) {
 		b.Close()
 	}
 	waitMetric(t, v, "vigil_http_body_buffered_bytes", func(f float64) bool { return f == 0 }, "closed busy connections release their bytes")
+	waitMetric(t, v, "vigil_http_open_connections", func(f float64) bool { return f == 1 }, "closed busy connections free their places")
 	wantSignature(t, 0, root, signature(t, send(t, http.MethodPost, url, "", "application/json", body)))
+}
+
+// At the cap, a connection whose request has arrived but that the server has not read yet (its
+// goroutine lags behind Accept on a loaded machine) keeps its place: the newcomer gets the 503.
+// A connection that has sent nothing makes room. The limiter alone, with no server reading:
+// the state a burst of accepts leaves behind.
+func TestConnLimiterKeepsArrivedRequests(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stats connStats
+	l := newConnLimiter(inner, 1, &stats, slog.New(slog.DiscardHandler))
+	t.Cleanup(func() { l.Close() })
+	accepted := make(chan net.Conn, 4)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				close(accepted)
+				return
+			}
+			accepted <- c
+		}
+	}()
+	dialRaw := func() net.Conn {
+		c, err := net.Dial("tcp", inner.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second)) // a bound for the test
+		return c
+	}
+	// readable waits until bytes (or the FIN) are in the server side's socket (the poller wakes
+	// it: an event, and nothing is consumed).
+	readable := func(c net.Conn) {
+		rc, err := c.(*limitedConn).Conn.(syscall.Conn).SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b [1]byte
+		err = rc.Read(func(fd uintptr) bool {
+			_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			return err != syscall.EAGAIN
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantRefused := func(c net.Conn, what string) {
+		t.Helper()
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("%s: no 503: %v", what, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("%s: %d, want 503", what, resp.StatusCode)
+		}
+	}
+	request := fmt.Sprintf("POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}", signPath(interopPub(t, 0)))
+
+	// A has sent its whole request; nobody has read it yet.
+	a := dialRaw()
+	fmt.Fprint(a, request)
+	srvA := <-accepted
+	readable(srvA)
+	wantRefused(dialRaw(), "a newcomer while the request in the socket is unread")
+	// The server has read the request and is parsing it: still in place.
+	if n, err := srvA.Read(make([]byte, 4096)); err != nil || n != len(request) {
+		t.Fatalf("server side read %d bytes (%v), want %d", n, err, len(request))
+	}
+	wantRefused(dialRaw(), "a newcomer while the request is parsed")
+	if e, r := stats.evicted.Load(), stats.refused.Load(); e != 0 || r != 2 {
+		t.Fatalf("evicted %d, refused %d; want 0 and 2", e, r)
+	}
+	srvA.Close()
+
+	// B has sent nothing: C takes its place.
+	b := dialRaw()
+	<-accepted
+	dialRaw()
+	srvC := <-accepted // admitted, so B was evicted
+	defer srvC.Close()
+	if n, err := b.Read(make([]byte, 1)); err == nil {
+		t.Fatalf("silent connection not closed for the newcomer: read %d bytes", n)
+	}
+	if e := stats.evicted.Load(); e != 1 {
+		t.Fatalf("evicted %d, want 1", e)
+	}
+}
+
+// signClosed sends a sign request with "Connection: close" on a new connection and reads until
+// the server closes it: when it returns, the server has let go of the connection's place (the
+// limiter frees it as the server closes), which a client that stops at the end of the response
+// does not know. A connection refused at the cap (503 "too many connections") is tried again at
+// once, as many times as it takes within 15s: each refusal is the server's answer, not a guess.
+func signClosed(t *testing.T, v *vigil, path, body string) reply {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		c := dial(t, v)
+		_ = c.SetDeadline(time.Now().Add(30 * time.Second)) // a bound for the test, not the server
+		fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: application/json\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s",
+			path, len(body), body)
+		raw, err := io.ReadAll(c) // to the server's FIN
+		c.Close()
+		if err != nil {
+			t.Fatalf("POST %s: %v", path, err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(raw)), nil)
+		if err != nil {
+			t.Fatalf("POST %s: %v: %q", path, err, truncateBody(raw))
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("POST %s: read body: %v", path, err)
+		}
+		r := reply{status: resp.StatusCode, ctype: resp.Header.Get("Content-Type"), body: b}
+		if r.status != http.StatusServiceUnavailable || !bytes.Contains(b, []byte("too many connections")) || time.Now().After(deadline) {
+			return r
+		}
+		t.Logf("POST %s: refused at the connection cap, trying again", path)
+	}
 }
 
 // A slow body gets 408 after --http-read-timeout; it cannot hold its place (and bytes) longer.
