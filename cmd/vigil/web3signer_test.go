@@ -105,7 +105,7 @@ func jdbcOf(t *testing.T, pgURL string) (jdbc, host, db string) {
 	t.Helper()
 	rest := strings.TrimPrefix(pgURL, "postgres://")
 	if rest == pgURL {
-		t.Skipf("JDBC form needs a postgres:// URL, pgtest gave another form")
+		t.Fatalf("the JDBC form needs a postgres:// URL; pgtest gave another form")
 	}
 	_, rest, _ = strings.Cut(rest, "@") // user; the documented command line gives its own
 	host, db, _ = strings.Cut(rest, "/")
