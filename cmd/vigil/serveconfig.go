@@ -44,6 +44,7 @@ type serveConfig struct {
 	http            httpFlags    // httpserver.go: connection limits, host allowlist, access log
 	genesis         genesisFlags // genesis.go: genesis time and validators root of custom networks
 	shutdownGrace   time.Duration
+	ha              haFlags // ha.go: the active/standby pair
 }
 
 // Validate reports the first bad setting, naming its flag (usage error: exit 2).
@@ -60,7 +61,7 @@ func (c *serveConfig) Validate() error {
 	case c.shutdownGrace < 0:
 		return usagef("--shutdown-grace must not be negative")
 	}
-	return nil
+	return c.ha.validate(c.store.dbURL)
 }
 
 func defaultDataDir(getenv func(string) string) string {
@@ -105,6 +106,7 @@ func serveFlags(c *serveConfig, getenv func(string) string) *flag.FlagSet {
 	fs.DurationVar(&c.sourceRetry, "key-source-retry-interval", time.Minute, "reload the keys this often while a key source is unreachable (0: only on POST /reload or SIGHUP)")
 	fs.DurationVar(&c.shutdownGrace, "shutdown-grace", 10*time.Second, "on SIGTERM/SIGINT, how long in-flight requests may finish before their connections are closed")
 	c.http.register(fs)              // httpserver.go
+	c.ha.register(fs)                // ha.go
 	registerWeb3SignerAliases(fs, c) // web3signer.go
 	return fs
 }
