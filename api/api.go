@@ -35,6 +35,8 @@ type Signer interface {
 	Sign(ctx context.Context, identifier string, r *signer.Request) (signer.Signature, error)
 	Keys() *signer.KeySet
 	Health(ctx context.Context, timeout time.Duration) signer.Health
+	// CheckLeader is nil when this instance may write (always, unless it is an HA standby).
+	CheckLeader(ctx context.Context) error
 }
 
 // Options configure the HTTP handler.
@@ -336,6 +338,16 @@ func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "not ready: "+publicText(h.Store.Error()))
 		return
 	}
+	// An HA pair: only the leader is ready, so load balancers route signing to it alone.
+	if h.Leader != nil && h.Leader.Role != "leader" {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		msg := "not ready: " + h.Leader.Role
+		if err := s.Signer.CheckLeader(r.Context()); err != nil {
+			msg = "not ready: " + err.Error()
+		}
+		_, _ = io.WriteString(w, msg)
+		return
+	}
 	_, _ = io.WriteString(w, "OK")
 }
 
@@ -401,6 +413,14 @@ func (s *server) healthcheck(w http.ResponseWriter, r *http.Request) {
 		}
 		keys.Checks = append(keys.Checks, c)
 	}
+	checks := []check{{ID: "default-check", Status: "UP"}, db, keys}
+	if l := h.Leader; l != nil {
+		// Role, leader and term are what an operator looks for in a pair; the standby is healthy.
+		checks = append(checks, check{ID: "ha-check", Status: updown(l.Role != "stopped"), Data: map[string]any{
+			"role": l.Role, "instance": l.Instance, "leader": l.Leader, "leader-url": l.LeaderURL,
+			"term": l.Term, "lease-age-ms": l.LeaseAge.Milliseconds(), "lease-valid": l.LeaseValid,
+		}})
+	}
 	overall := updown(h.OK())
 	status := http.StatusOK
 	if !h.OK() {
@@ -408,7 +428,7 @@ func (s *server) healthcheck(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, status, map[string]any{
 		"status":  overall,
-		"checks":  []check{{ID: "default-check", Status: "UP"}, db, keys},
+		"checks":  checks,
 		"outcome": overall,
 	})
 }

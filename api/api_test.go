@@ -30,6 +30,7 @@ type fakeSigner struct {
 	sign   func(id string, r *signer.Request) (keystore.Signature, error)
 	keys   *signer.KeySet
 	health signer.Health
+	leader error // CheckLeader's answer (nil: the leader)
 
 	mu            sync.Mutex
 	signCalls     int
@@ -68,6 +69,8 @@ func (f *fakeSigner) Health(_ context.Context, timeout time.Duration) signer.Hea
 	f.healthTimeout = timeout
 	return f.health
 }
+
+func (f *fakeSigner) CheckLeader(context.Context) error { return f.leader }
 
 func (f *fakeSigner) counts() (sign, health int) {
 	f.mu.Lock()

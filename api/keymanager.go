@@ -72,8 +72,8 @@ func (s *server) keyManagerRoutes(r chi.Router) {
 	r.Group(func(r chi.Router) {
 		r.Use(k.auth)
 		r.Get("/eth/v1/keystores", k.list)
-		r.Post("/eth/v1/keystores", k.importKeystores)
-		r.Delete("/eth/v1/keystores", k.deleteKeys)
+		r.With(k.leaderOnly).Post("/eth/v1/keystores", k.importKeystores)
+		r.With(k.leaderOnly).Delete("/eth/v1/keystores", k.deleteKeys)
 	})
 }
 
@@ -316,6 +316,18 @@ func (k *keyManagerAPI) deleteKeys(w http.ResponseWriter, r *http.Request) {
 
 // fail writes the reply for an error of a whole keymanager request, with the status from
 // statusFor (400 for an invalid request, 503 for an unavailable database, 500 otherwise).
+// leaderOnly refuses keymanager writes on an HA standby (503, the message of a standby's sign
+// refusal): only the leader writes keys and slashing history; reads work on both.
+func (k *keyManagerAPI) leaderOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := k.s.Signer.CheckLeader(r.Context()); err != nil {
+			writeError(w, statusFor(err), err.Error())
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 func (k *keyManagerAPI) fail(w http.ResponseWriter, op string, err error) {
 	status := statusFor(err)
 	msg := err.Error()

@@ -18,6 +18,25 @@ type Health struct {
 	// keymanager API, still present in an operator's key source): they are served in
 	// publicKeys but never signed for.
 	Disabled []PublicKey
+	// Leader describes the HA pair when the Leadership reports it (LeaderReporter); nil for a
+	// single instance.
+	Leader *LeaderStatus
+}
+
+// LeaderStatus is what an instance of the HA pair knows of it, for the health endpoints.
+type LeaderStatus struct {
+	Role       string // "leader", "standby" or "stopped"
+	Instance   string // this instance
+	Leader     string // the lease holder as last seen ("" none)
+	LeaderURL  string
+	Term       int64
+	LeaseAge   time.Duration // since the lease was last renewed (database clock)
+	LeaseValid bool
+}
+
+// LeaderReporter is implemented by a Leadership that can describe the pair (failover.Elector).
+type LeaderReporter interface {
+	LeaderStatus() LeaderStatus
 }
 
 // disabledLister is the part of a store that lists disabled keys (both stores have it).
@@ -58,5 +77,13 @@ func (s *Signer) Health(ctx context.Context, timeout time.Duration) Health {
 	if r := s.reports.Load(); r != nil {
 		h.Sources = *r
 	}
+	if lr, ok := s.cfg.Leadership.(LeaderReporter); ok {
+		st := lr.LeaderStatus()
+		h.Leader = &st
+	}
 	return h
 }
+
+// CheckLeader asks the Leadership seam whether this instance may write now (the keymanager's
+// imports and deletes are refused on a standby with the same error as signing).
+func (s *Signer) CheckLeader(ctx context.Context) error { return s.cfg.Leadership.CheckLeader(ctx) }

@@ -5,9 +5,18 @@ package main
 
 import (
 	"flag"
+	"log/slog"
 	"net/url"
 	"os"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vigil-signer/vigil/failover"
+	"github.com/vigil-signer/vigil/failover/failovermetrics"
+	"github.com/vigil-signer/vigil/failover/pgelect"
+	"github.com/vigil-signer/vigil/slashing"
+	"github.com/vigil-signer/vigil/slashing/postgres"
 )
 
 // haFlags are the serve flags of the HA pair.
@@ -50,4 +59,39 @@ func (f *haFlags) validate(dbURL string) error {
 		}
 	}
 	return nil
+}
+
+// newElector builds the HA elector on the shared Postgres store (nil, nil when HA is off).
+func (f *haFlags) newElector(store slashing.Store, sc storeConfig, reg prometheus.Registerer, log *slog.Logger) (*failover.Elector, error) {
+	if !f.enabled {
+		return nil, nil
+	}
+	pg, ok := store.(*postgres.Store)
+	if !ok {
+		return nil, usagef("--ha-enabled needs the Postgres slashing-protection database")
+	}
+	backend, err := pgelect.New(pgelect.Config{URL: sc.dbURL, ID: f.instanceID, AdvertiseURL: f.advertiseURL, Lease: f.lease})
+	if err != nil {
+		return nil, dsnParseError(err)
+	}
+	var m *failovermetrics.Metrics
+	var e *failover.Elector
+	e, err = failover.New(failover.Config{
+		ID: f.instanceID, AdvertiseURL: f.advertiseURL, Backend: backend, Fence: pg, Lease: f.lease, Logger: log,
+		OnTransition: func(t failover.Transition) { m.OnTransition(t) },
+		OnRenew:      func(d time.Duration, err error) { m.OnRenew(d, err) },
+	})
+	if err != nil {
+		return nil, err
+	}
+	m = failovermetrics.New(reg, e.Status)
+	return e, nil
+}
+
+// leaderGate is the check of maintenance that only the leader runs (nil: always run).
+func leaderGate(e *failover.Elector) func() bool {
+	if e == nil {
+		return func() bool { return true }
+	}
+	return func() bool { return e.Status().Role == failover.Leader }
 }

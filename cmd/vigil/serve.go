@@ -157,10 +157,10 @@ func splitList(s string) []string {
 	return out
 }
 
-// pruneLoop prunes the slashing history every interval until ctx ends. Errors are logged and the
+// pruneLoop prunes the slashing history every interval until ctx ends, on the leader only. Errors are logged and the
 // next interval tries again: pruning only ever removes history the raised watermarks refuse, so
 // a missed prune costs disk space, never safety.
-func pruneLoop(ctx context.Context, m slashing.Maintainer, opts slashing.PruneOptions, every time.Duration, log *slog.Logger) {
+func pruneLoop(ctx context.Context, m slashing.Maintainer, opts slashing.PruneOptions, every time.Duration, isLeader func() bool, log *slog.Logger) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -168,6 +168,9 @@ func pruneLoop(ctx context.Context, m slashing.Maintainer, opts slashing.PruneOp
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if !isLeader() {
+			continue // an HA standby: the leader prunes (its writes would be fenced here anyway)
 		}
 		start := time.Now()
 		res, err := m.Prune(ctx, opts)

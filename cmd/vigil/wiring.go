@@ -122,6 +122,12 @@ func wire(ctx context.Context, c *serveConfig, getenv func(string) string, hup <
 	}
 	logGenesis(log, w.network, genesis, c.farFutureEpochs)
 	w.services = append(w.services, &closer{name: "slashing store", close: func() { _ = store.Close() }})
+	reg := newRegistry(version) // metrics.go
+	elector, err := c.ha.newElector(store, c.store, reg, log) // ha.go; nil without --ha-enabled
+	if err != nil {
+		return w, err
+	}
+	isLeader := leaderGate(elector)
 	if c.pruning {
 		m, err := maintainer(store)
 		if err != nil {
@@ -129,20 +135,23 @@ func wire(ctx context.Context, c *serveConfig, getenv func(string) string, hup <
 		}
 		opts := slashing.PruneOptions{KeepEpochs: c.pruneKeep, SlotsPerEpoch: w.network.SlotsPerEpoch}
 		w.services = append(w.services, &loop{name: "slashing pruning", run: func(ctx context.Context) {
-			pruneLoop(ctx, m, opts, c.pruneInterval, log)
+			pruneLoop(ctx, m, opts, c.pruneInterval, isLeader, log)
 		}})
 	}
 
 	w.keys = keyset.New(nil)
-	reg := newRegistry(version) // metrics.go
 	metrics := api.NewMetrics(reg)
 	keyMetrics := keysetmetrics.New(reg, w.keys.Len)
 	storeMetrics(metrics, store)
-	sg, err := signer.New(signer.Config{
+	sgCfg := signer.Config{
 		Network: w.network, Keys: w.keys, Store: store, FarFutureEpochs: c.farFutureEpochs,
 		MaxInFlight: c.maxInFlight, Observer: signermetrics.New(reg), StoreTimeout: c.storeTimeout,
-		// [HA elector]: Leadership; [VC failover]: Authorizer, and an Observer for miss detection.
-	})
+		// [VC failover]: Authorizer, and an Observer for miss detection.
+	}
+	if elector != nil {
+		sgCfg.Leadership = elector
+	}
+	sg, err := signer.New(sgCfg)
 	if err != nil {
 		return w, err
 	}
@@ -163,9 +172,13 @@ func wire(ctx context.Context, c *serveConfig, getenv func(string) string, hup <
 			reloadTriggers(ctx, hup, loader, c.reloadTimeout, c.sourceRetry, log)
 		}}},
 		&loop{name: "health watch", run: func(ctx context.Context) { watchHealth(ctx, sg, healthInterval, log) }},
-		// [HA elector]: between the keys and the listeners (issue "Active/standby pair").
-		// [VC failover controller]: after the elector, before the listeners.
 	)
+	if elector != nil {
+		// Between the keys and the listeners: a standby is hot (keys loaded) before it can lead,
+		// and stops leading (releasing the lease) only after the listeners drained.
+		w.services = append(w.services, elector)
+	}
+	// [VC failover controller]: after the elector, before the listeners.
 	apiOpts.Reloader, apiOpts.ReloadTimeout = loader, c.reloadTimeout
 	if err := c.http.apply(&apiOpts, log); err != nil { // httpserver.go
 		return w, err
