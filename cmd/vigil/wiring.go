@@ -122,7 +122,7 @@ func wire(ctx context.Context, c *serveConfig, getenv func(string) string, hup <
 	}
 	logGenesis(log, w.network, genesis, c.farFutureEpochs)
 	w.services = append(w.services, &closer{name: "slashing store", close: func() { _ = store.Close() }})
-	reg := newRegistry(version) // metrics.go
+	reg := newRegistry(version)                               // metrics.go
 	elector, err := c.ha.newElector(store, c.store, reg, log) // ha.go; nil without --ha-enabled
 	if err != nil {
 		return w, err
