@@ -4,17 +4,22 @@ package main
 // Postgres slashing database elect one leader; only the leader signs.
 
 import (
+	"context"
 	"flag"
 	"log/slog"
 	"net/url"
 	"os"
+	"sync"
 	"time"
 
+	"github.com/attestantio/go-eth2-client/spec/phase0"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vigil-signer/vigil/failover"
 	"github.com/vigil-signer/vigil/failover/failovermetrics"
 	"github.com/vigil-signer/vigil/failover/pgelect"
+	"github.com/vigil-signer/vigil/keystore"
+	"github.com/vigil-signer/vigil/keystore/keyset"
 	"github.com/vigil-signer/vigil/slashing"
 	"github.com/vigil-signer/vigil/slashing/postgres"
 )
@@ -62,7 +67,9 @@ func (f *haFlags) validate(dbURL string) error {
 }
 
 // newElector builds the HA elector on the shared Postgres store (nil, nil when HA is off).
-func (f *haFlags) newElector(store slashing.Store, sc storeConfig, reg prometheus.Registerer, log *slog.Logger) (*failover.Elector, error) {
+// syncKeys, when it is set by the time the elector runs, brings the shared keystores into this
+// instance (on promotion, with upload; on a standby when they change).
+func (f *haFlags) newElector(store slashing.Store, sc storeConfig, reg prometheus.Registerer, syncKeys *func(ctx context.Context, upload bool), log *slog.Logger) (*failover.Elector, error) {
 	if !f.enabled {
 		return nil, nil
 	}
@@ -78,6 +85,17 @@ func (f *haFlags) newElector(store slashing.Store, sc storeConfig, reg prometheu
 	var e *failover.Elector
 	e, err = failover.New(failover.Config{
 		ID: f.instanceID, AdvertiseURL: f.advertiseURL, Backend: backend, Fence: pg, Lease: f.lease, Logger: log,
+		Promote: func(ctx context.Context, _ int64) error {
+			if *syncKeys != nil {
+				(*syncKeys)(ctx, true)
+			}
+			return nil
+		},
+		KeysChanged: func(ctx context.Context, _ int64) {
+			if *syncKeys != nil {
+				(*syncKeys)(ctx, false)
+			}
+		},
 		OnTransition: func(t failover.Transition) { m.OnTransition(t) },
 		OnRenew:      func(d time.Duration, err error) { m.OnRenew(d, err) },
 	})
@@ -94,4 +112,69 @@ func leaderGate(e *failover.Elector) func() bool {
 		return func() bool { return true }
 	}
 	return func() bool { return e.Status().Role == failover.Leader }
+}
+
+// shareKeys makes the keymanager's keystores follow the leader: kept in the shared database
+// with their passwords sealed under the key-encryption key (keyset.Managed.Share). It returns
+// the sync function for the elector's hooks (nil when there is nothing to share).
+func (f *haFlags) shareKeys(store slashing.Store, managed *keyset.Managed, kmEnabled bool, loader *keyset.Loader, reloadTimeout time.Duration, log *slog.Logger) (func(ctx context.Context, upload bool), error) {
+	if !f.enabled || managed == nil {
+		return nil, nil
+	}
+	if f.kekFile == "" {
+		if kmEnabled {
+			return nil, usagef("--ha-enabled with --key-manager-api-enabled needs --ha-key-encryption-key-file: keys imported through the keymanager API are kept in the shared database for the other instance, their passwords sealed under that key (the same file on both instances; openssl rand -hex 32)")
+		}
+		log.Warn("keystores imported through the keymanager API stay on this instance only: give --ha-key-encryption-key-file so they follow the leader")
+		return nil, nil
+	}
+	kek, err := keyset.LoadKEK(f.kekFile)
+	if err != nil {
+		return nil, usagef("--ha-key-encryption-key-file: %v", err)
+	}
+	managed.Share(sharedKeystores{store.(*postgres.Store)}, kek, f.instanceID)
+	var mu sync.Mutex
+	pending := false // a sync changed the directory but its reload did not start
+	return func(ctx context.Context, upload bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		res, err := managed.Sync(ctx, upload)
+		if err != nil {
+			log.Warn("ha: cannot sync the shared keystores", "err", err)
+			return
+		}
+		for _, e := range res.Errors {
+			log.Error("ha: shared keystore not synced", "err", e)
+		}
+		if res.Uploaded > 0 {
+			log.Info("ha: keystores of this instance uploaded to the shared table", "keys", res.Uploaded)
+		}
+		if res.Changed() || pending {
+			log.Info("ha: shared keystores synced; reloading keys", "written", res.Written, "removed", res.Removed)
+			err := loader.ReloadManaged(reloadTimeout)
+			if pending = err != nil; pending {
+				log.Warn("ha: key reload after the keystore sync not started; retried at the next sync", "err", err)
+			}
+		}
+	}, nil
+}
+
+// sharedKeystores adapts the Postgres store's managed_keystores table to keyset.SharedKeystores.
+type sharedKeystores struct{ s *postgres.Store }
+
+func (a sharedKeystores) PutManagedKeystore(ctx context.Context, k keyset.SharedKeystore, by string) error {
+	return a.s.PutManagedKeystore(ctx, postgres.ManagedKeystore{PublicKey: phase0.BLSPubKey(k.PublicKey), Keystore: k.Keystore, Sealed: k.Sealed, KEKID: k.KEKID}, by)
+}
+
+func (a sharedKeystores) DeleteManagedKeystore(ctx context.Context, pk keystore.PublicKey, by string) error {
+	return a.s.DeleteManagedKeystore(ctx, phase0.BLSPubKey(pk), by)
+}
+
+func (a sharedKeystores) ManagedKeystores(ctx context.Context) ([]keyset.SharedKeystore, error) {
+	rows, err := a.s.ManagedKeystores(ctx)
+	out := make([]keyset.SharedKeystore, len(rows))
+	for i, r := range rows {
+		out[i] = keyset.SharedKeystore{PublicKey: keystore.PublicKey(r.PublicKey), Keystore: r.Keystore, Sealed: r.Sealed, KEKID: r.KEKID}
+	}
+	return out, err
 }

@@ -151,3 +151,14 @@ type closer struct {
 func (c *closer) Name() string                { return c.name }
 func (c *closer) Start(context.Context) error { return nil }
 func (c *closer) Stop()                       { c.once.Do(c.close) }
+
+// starter is a service whose only work is at Start (a one-off step in order, such as syncing
+// shared keystores before the keys load).
+type starter struct {
+	name  string
+	start func(ctx context.Context)
+}
+
+func (s *starter) Name() string                    { return s.name }
+func (s *starter) Start(ctx context.Context) error { s.start(ctx); return nil }
+func (s *starter) Stop()                           {}

@@ -122,8 +122,9 @@ func wire(ctx context.Context, c *serveConfig, getenv func(string) string, hup <
 	}
 	logGenesis(log, w.network, genesis, c.farFutureEpochs)
 	w.services = append(w.services, &closer{name: "slashing store", close: func() { _ = store.Close() }})
-	reg := newRegistry(version)                               // metrics.go
-	elector, err := c.ha.newElector(store, c.store, reg, log) // ha.go; nil without --ha-enabled
+	reg := newRegistry(version)                                          // metrics.go
+	var syncKeys func(ctx context.Context, upload bool)                  // set below once the key loader exists
+	elector, err := c.ha.newElector(store, c.store, reg, &syncKeys, log) // ha.go; nil without --ha-enabled
 	if err != nil {
 		return w, err
 	}
@@ -167,6 +168,13 @@ func wire(ctx context.Context, c *serveConfig, getenv func(string) string, hup <
 		loaderCfg.Lock = km.Locker()
 	}
 	loader := keyset.NewLoader(loaderCfg)
+	if syncKeys, err = c.ha.shareKeys(store, managed, c.km.enabled, loader, c.reloadTimeout, log); err != nil { // ha.go
+		return w, err
+	}
+	if syncKeys != nil {
+		// Before the keys load: the standby starts hot with every key the leader imported.
+		w.services = append(w.services, &starter{name: "shared keystores", start: func(ctx context.Context) { syncKeys(ctx, false) }})
+	}
 	w.services = append(w.services,
 		&keyService{loader: loader, requireAll: c.requireAllKeys, triggers: &loop{name: "key reload triggers", run: func(ctx context.Context) {
 			reloadTriggers(ctx, hup, loader, c.reloadTimeout, c.sourceRetry, log)

@@ -318,3 +318,37 @@ func closeConn(c *pgx.Conn) {
 	defer cancel()
 	_ = c.Close(ctx)
 }
+
+// ReadLease reads the lease row once, on a connection of its own (`vigil ha status`).
+func ReadLease(ctx context.Context, url string) (failover.Lease, error) {
+	b, err := New(Config{URL: url, ID: "ha-status"})
+	if err != nil {
+		return failover.Lease{}, err
+	}
+	defer b.Close()
+	return b.Observe(ctx)
+}
+
+// RequestStepDown asks the holder of a valid lease to hand over at its next renewal (`vigil ha
+// step-down`); it returns the holder and term asked, or ok false when no valid lease exists.
+func RequestStepDown(ctx context.Context, url string) (holder string, term int64, ok bool, err error) {
+	b, err := New(Config{URL: url, ID: "ha-step-down"})
+	if err != nil {
+		return "", 0, false, err
+	}
+	defer b.Close()
+	c, err := b.connect(ctx)
+	if err != nil {
+		return "", 0, false, err
+	}
+	defer closeConn(c)
+	err = c.QueryRow(ctx, `UPDATE ha_lease SET step_down = true WHERE id = 1 AND valid_until > now() AND holder IS NOT NULL
+		RETURNING holder, term`).Scan(&holder, &term)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", 0, false, nil
+	}
+	if err != nil {
+		return "", 0, false, err
+	}
+	return holder, term, true, nil
+}

@@ -115,6 +115,16 @@ type Loader struct {
 	// Owned by the goroutine holding running.
 	prev          []map[keystore.PublicKey]keystore.Key // per source, the keys of the last load
 	managedReport *SourceReport                         // nil until the keymanager directory was loaded
+
+	refreshManaged atomic.Bool // the next load reads the keymanager directory again (ReloadManaged)
+}
+
+// ReloadManaged is Reload that also reads the keymanager's directory again (which a plain reload
+// leaves to the keymanager): after Managed.Sync brought in keystores the other instance of an HA
+// pair imported or deleted.
+func (l *Loader) ReloadManaged(timeout time.Duration) error {
+	l.refreshManaged.Store(true)
+	return l.Reload(timeout)
 }
 
 // NewKeyLoader returns a loader; nothing is loaded until Load.
@@ -258,7 +268,11 @@ func (l *Loader) run(ctx context.Context) ReloadStatus {
 		}
 	}
 
-	if m := l.cfg.Managed; m != nil && (l.managedReport == nil || l.managedReport.Err != nil) {
+	ours := map[keystore.Key]bool{} // key objects the sources gave before: everything else is kept
+	if m := l.cfg.Managed; m != nil && (l.managedReport == nil || l.managedReport.Err != nil || l.refreshManaged.Swap(false)) {
+		for _, k := range m.current() { // replaced by this load: a key gone from the directory goes
+			ours[k] = true
+		}
 		t0 := time.Now()
 		res, err := m.Load(ctx)
 		_, rep := merge(m.Name(), nil, res, err)
@@ -272,7 +286,6 @@ func (l *Loader) run(ctx context.Context) ReloadStatus {
 		l.managedReport = &rep
 	}
 
-	ours := map[keystore.Key]bool{} // key objects the sources gave before: everything else is kept
 	for _, m := range l.prev {
 		for _, k := range m {
 			ours[k] = true

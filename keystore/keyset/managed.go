@@ -25,6 +25,9 @@ type Managed struct {
 
 	mu      sync.Mutex
 	entries map[keystore.PublicKey]ManagedKey
+	shared  SharedKeystores // nil: this directory only (Share, shared.go)
+	kek     *KEK
+	by      string
 }
 
 // ManagedKey is a key the keymanager holds, with the derivation path its keystore declares.
@@ -142,8 +145,16 @@ func (m *Managed) Persisted(pk keystore.PublicKey) bool {
 }
 
 // Write persists a keystore and its password: the password first, so that a keystore file is
-// never visible without it.
+// never visible without it. With a shared table (Share), the row is written first: an import
+// the other instance of the pair would not see fails.
 func (m *Managed) Write(pk keystore.PublicKey, keystoreJSON, password []byte) error {
+	if err := m.putShared(pk, keystoreJSON, password); err != nil {
+		return err
+	}
+	return m.writeFiles(pk, keystoreJSON, password)
+}
+
+func (m *Managed) writeFiles(pk keystore.PublicKey, keystoreJSON, password []byte) error {
 	if err := m.mkdirs(); err != nil {
 		return err
 	}
@@ -161,8 +172,16 @@ func (m *Managed) Write(pk keystore.PublicKey, keystoreJSON, password []byte) er
 	return nil
 }
 
-// Remove deletes a key's files: the keystore first (a password file alone loads nothing).
+// Remove deletes a key's files: the keystore first (a password file alone loads nothing). With a
+// shared table (Share), its row becomes a tombstone first.
 func (m *Managed) Remove(pk keystore.PublicKey) error {
+	if err := m.deleteShared(pk); err != nil {
+		return err
+	}
+	return m.removeFiles(pk)
+}
+
+func (m *Managed) removeFiles(pk keystore.PublicKey) error {
 	for _, p := range []string{m.keystorePath(pk), m.passwordPath(pk)} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("remove %s: %w", filepath.Base(p), err)
