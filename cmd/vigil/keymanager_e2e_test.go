@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/vigil-signer/vigil/internal/signingtest"
 	"io"
 	"net/http"
 	"os"
@@ -127,7 +128,7 @@ func kmDelete(t *testing.T, v *vigil, auth string, pubs ...string) ([]kmStatus, 
 	if err != nil {
 		t.Fatalf("slashing_protection %s: %v", *resp.SlashingProtection, err)
 	}
-	if meta.GenesisValidatorsRoot != mainnetGVR {
+	if meta.GenesisValidatorsRoot != signingtest.MainnetGVR {
 		t.Errorf("slashing_protection genesis root %#x, want mainnet's", meta.GenesisValidatorsRoot)
 	}
 	blocks := map[string][]phase0.Slot{}
@@ -139,7 +140,7 @@ func kmDelete(t *testing.T, v *vigil, auth string, pubs ...string) ([]kmStatus, 
 		if err != nil {
 			t.Fatalf("slashing_protection %s: %v", *resp.SlashingProtection, err)
 		}
-		pk := hx(h.Pubkey[:])
+		pk := signingtest.Hex(h.Pubkey[:])
 		blocks[pk] = []phase0.Slot{}
 		for _, b := range h.SignedBlocks {
 			blocks[pk] = append(blocks[pk], b.Slot)
@@ -192,29 +193,29 @@ func TestE2EKeyManager(t *testing.T) {
 		t.Fatalf("initial list %+v, want the operator key, readonly", got)
 	}
 
-	// Blocks at slot S: the history sent with the import has A's block at S (root of header(S, 1))
+	// Blocks at slot S: the history sent with the import has A's block at S (root of signingtest.BlockHeader(S, 1))
 	// and one for C, which is not being imported and so must be ignored.
-	fd := mainnetFork("DENEB")
-	slot := forkSlot("DENEB", 700)
+	fd := signingtest.MainnetFork("DENEB")
+	slot := signingtest.ForkSlot("DENEB", 700)
 	blockReq := func(s phase0.Slot, seed byte) (map[string]any, phase0.Root) {
-		h := header(s, seed)
-		return map[string]any{"type": "BLOCK_V2", "fork_info": forkInfoJSON(fd), "beacon_block": map[string]any{"version": "DENEB", "block_header": h}},
-			forkedRoot(t, domainBeaconProposer, fd, epochOf(s), htr(t, h))
+		h := signingtest.BlockHeader(s, seed)
+		return map[string]any{"type": "BLOCK_V2", "fork_info": signingtest.ForkInfoJSON(fd), "beacon_block": map[string]any{"version": "DENEB", "block_header": h}},
+			signingtest.ForkedRoot(t, signingtest.DomainBeaconProposer, fd, signingtest.EpochOf(s), signingtest.HashTreeRoot(t, h))
 	}
 	_, rootS1 := blockReq(slot, 1)
-	otherRoot := root32(77)
+	otherRoot := signingtest.Root32(77)
 	interchange := func(gvr phase0.Root) string {
 		return fmt.Sprintf(`{"metadata":{"interchange_format_version":"5","genesis_validators_root":"%s"},"data":[`+
 			`{"pubkey":"%s","signed_blocks":[{"slot":"%d","signing_root":"%s"}],"signed_attestations":[]},`+
 			`{"pubkey":"%s","signed_blocks":[{"slot":"%d","signing_root":"%s"}],"signed_attestations":[]}]}`,
-			hx(gvr[:]), pubA, slot, hx(rootS1[:]), pubC, slot, hx(otherRoot[:]))
+			signingtest.Hex(gvr[:]), pubA, slot, signingtest.Hex(rootS1[:]), pubC, slot, signingtest.Hex(otherRoot[:]))
 	}
 
 	// Import A, B and D (wrong password): D is an error with a message, A and B are imported.
 	res := kmImport(t, v, auth, map[string]any{
 		"keystores":           []string{kmKeystoreJSON(t, a, "pw-a"), kmKeystoreJSON(t, b, "pw-b"), kmKeystoreJSON(t, d, "pw-d")},
 		"passwords":           []string{"pw-a", "pw-b", "not-pw-d"},
-		"slashing_protection": interchange(mainnetGVR),
+		"slashing_protection": interchange(signingtest.MainnetGVR),
 	})
 	kmStatuses(t, "import", res, "imported", "imported", "error")
 	if !strings.Contains(res[2].Message, "wrong password") {
@@ -265,7 +266,7 @@ func TestE2EKeyManager(t *testing.T) {
 	wantError(t, kmRequest(t, v, http.MethodPost, auth, map[string]any{"keystores": []string{"a", "b"}, "passwords": []string{"p"}}), http.StatusBadRequest, "passwords")
 	wantError(t, kmRequest(t, v, http.MethodDelete, auth, `{"pubkeys":["0x12"]}`), http.StatusBadRequest, "pubkeys[0]")
 	wantError(t, kmRequest(t, v, http.MethodPost, auth, map[string]any{
-		"keystores": []string{kmKeystoreJSON(t, d, "pw-d")}, "passwords": []string{"pw-d"}, "slashing_protection": interchange(root32(9)),
+		"keystores": []string{kmKeystoreJSON(t, d, "pw-d")}, "passwords": []string{"pw-d"}, "slashing_protection": interchange(signingtest.Root32(9)),
 	}), http.StatusBadRequest, "genesis")
 	if got := kmList(t, v, auth); len(got) != 3 {
 		t.Errorf("a refused import changed the keys: %+v", got)

@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/vigil-signer/vigil/internal/signingtest"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -59,8 +60,8 @@ func (v *vigil) publicKeys(t *testing.T) []string {
 
 // blockRequest is a mainnet DENEB block header sign request at slot.
 func blockRequest(t *testing.T, slot phase0.Slot, seed byte) map[string]any {
-	fd := mainnetFork("DENEB")
-	return map[string]any{"type": "BLOCK_V2", "fork_info": forkInfoJSON(fd), "beacon_block": map[string]any{"version": "DENEB", "block_header": header(slot, seed)}}
+	fd := signingtest.MainnetFork("DENEB")
+	return map[string]any{"type": "BLOCK_V2", "fork_info": signingtest.ForkInfoJSON(fd), "beacon_block": map[string]any{"version": "DENEB", "block_header": signingtest.BlockHeader(slot, seed)}}
 }
 
 // waitReload polls GET /reload until the reload that started at or after since has finished.
@@ -175,7 +176,7 @@ func TestE2EKeysLocalKeyring(t *testing.T) {
 	if got := v.publicKeys(t); !slices.Equal(got, want) {
 		t.Fatalf("keyring serves %v; want %v", got, want)
 	}
-	slot := forkSlot("DENEB", 900)
+	slot := signingtest.ForkSlot("DENEB", 900)
 	for i, pk := range pubs {
 		a, b := v.signJSON(t, pk, blockRequest(t, slot, byte(i))), ref.signJSON(t, pk, blockRequest(t, slot, byte(i)))
 		if signature(t, a) != signature(t, b) {
@@ -210,14 +211,14 @@ func TestE2EKeysLocalKeyring(t *testing.T) {
 	served := 0
 	for g := range 4 {
 		wg.Go(func() {
-			fd := mainnetFork("DENEB")
+			fd := signingtest.MainnetFork("DENEB")
 			for i := 0; ; i++ {
 				select {
 				case <-stop:
 					return
 				default:
 				}
-				req := map[string]any{"type": "RANDAO_REVEAL", "fork_info": forkInfoJSON(fd), "randao_reveal": map[string]any{"epoch": dec(fd.Epoch + phase0.Epoch(i))}}
+				req := map[string]any{"type": "RANDAO_REVEAL", "fork_info": signingtest.ForkInfoJSON(fd), "randao_reveal": map[string]any{"epoch": signingtest.Dec(fd.Epoch + phase0.Epoch(i))}}
 				r := v.signJSON(t, pubs[1+g%2], req)
 				mu.Lock()
 				served++

@@ -17,6 +17,7 @@ import (
 
 	"github.com/attestantio/go-eth2-client/spec/phase0"
 
+	"github.com/vigil-signer/vigil/internal/signingtest"
 	"github.com/vigil-signer/vigil/slashing"
 	"github.com/vigil-signer/vigil/slashing/slashingtest"
 )
@@ -45,21 +46,6 @@ func runServe(t *testing.T, args ...string) (int, string) {
 	return cmd.ProcessState.ExitCode(), out.String()
 }
 
-// mainnetNowEpoch is the wall-clock epoch of mainnet.
-func mainnetNowEpoch() phase0.Epoch {
-	return phase0.Epoch((time.Now().Unix() - 1606824023) / (12 * 32))
-}
-
-// attestationBody is a FULU-fork mainnet ATTESTATION request.
-func attestationBody(source, target phase0.Epoch, seed byte) map[string]any {
-	br := root32(seed)
-	return map[string]any{"type": "ATTESTATION", "fork_info": forkInfoJSON(mainnetFork("FULU")), "attestation": map[string]any{
-		"slot": dec(phase0.Slot(target) * 32), "index": "0", "beacon_block_root": hx(br[:]),
-		"source": map[string]any{"epoch": dec(source), "root": hx(br[:])},
-		"target": map[string]any{"epoch": dec(target), "root": hx(br[:])},
-	}}
-}
-
 // TestE2ESlashingDatabaseNeverSilentlyReplaced is the probe's HIGH finding: a lost database was
 // recreated empty and Vigil then double-voted. Now a missing database is a start-up error that
 // explains what to do, a database deleted while serving fails closed at once (503, health DOWN,
@@ -83,11 +69,11 @@ func TestE2ESlashingDatabaseNeverSilentlyReplaced(t *testing.T) {
 		t.Fatalf("a refused start created %s (%v)", db, err)
 	}
 
-	e := mainnetNowEpoch()
+	e := signingtest.NowEpoch()
 	v := start(t, args...) // start passes --init-slashing-protection
 	v.Stderr.waitFor(t, "slashing protection database CREATED", 10*time.Second)
 	pub := interopPub(t, 1)
-	first := signature(t, v.signJSON(t, pub, attestationBody(e-1, e, 1)))
+	first := signature(t, v.signJSON(t, pub, signingtest.VoteRequest(e-1, e, 1)))
 	v.stop(t)
 
 	v = start(t, args...)
@@ -95,7 +81,7 @@ func TestE2ESlashingDatabaseNeverSilentlyReplaced(t *testing.T) {
 	if !strings.Contains(log, "validators=1") || !strings.Contains(log, "attestations=1") {
 		t.Errorf("the start-up log does not count the records:\n%s", log)
 	}
-	if got := signature(t, v.signJSON(t, pub, attestationBody(e-1, e, 1))); got != first {
+	if got := signature(t, v.signJSON(t, pub, signingtest.VoteRequest(e-1, e, 1))); got != first {
 		t.Fatal("an identical repeat got another signature")
 	}
 
@@ -103,7 +89,7 @@ func TestE2ESlashingDatabaseNeverSilentlyReplaced(t *testing.T) {
 	for _, p := range []string{db, db + "-wal", db + "-shm"} {
 		_ = os.Remove(p)
 	}
-	wantError(t, v.signJSON(t, pub, attestationBody(e-1, e, 2)), http.StatusServiceUnavailable, "gone")
+	wantError(t, v.signJSON(t, pub, signingtest.VoteRequest(e-1, e, 2)), http.StatusServiceUnavailable, "gone")
 	hc := do(t, http.MethodGet, v.URL+"/healthcheck", "", nil)
 	if hc.status != http.StatusServiceUnavailable || !strings.Contains(string(hc.body), `"DOWN"`) {
 		t.Fatalf("healthcheck after the database was deleted: %s", hc)
@@ -268,10 +254,10 @@ func TestE2EGenesisAndFarFutureGuard(t *testing.T) {
 	}
 	devFork := phase0.Fork{PreviousVersion: phase0.Version{0, 0, 0, 1}, CurrentVersion: phase0.Version{0, 0, 0, 1}}
 	far := map[string]any{"type": "ATTESTATION", "fork_info": map[string]any{
-		"fork":                    map[string]any{"previous_version": hx(devFork.PreviousVersion[:]), "current_version": hx(devFork.CurrentVersion[:]), "epoch": "0"},
-		"genesis_validators_root": hx(mainnetGVR[:]),
-	}, "attestation": map[string]any{"slot": "8000000", "index": "0", "beacon_block_root": hx(mainnetGVR[:]),
-		"source": map[string]any{"epoch": "0", "root": hx(mainnetGVR[:])}, "target": map[string]any{"epoch": "1000000", "root": hx(mainnetGVR[:])}}}
+		"fork":                    map[string]any{"previous_version": signingtest.Hex(devFork.PreviousVersion[:]), "current_version": signingtest.Hex(devFork.CurrentVersion[:]), "epoch": "0"},
+		"genesis_validators_root": signingtest.Hex(signingtest.MainnetGVR[:]),
+	}, "attestation": map[string]any{"slot": "8000000", "index": "0", "beacon_block_root": signingtest.Hex(signingtest.MainnetGVR[:]),
+		"source": map[string]any{"epoch": "0", "root": signingtest.Hex(signingtest.MainnetGVR[:])}, "target": map[string]any{"epoch": "1000000", "root": signingtest.Hex(signingtest.MainnetGVR[:])}}}
 	wantError(t, dev.signJSON(t, interopPub(t, 0), far), http.StatusPreconditionFailed, "epoch")
 	dev.stop(t)
 
@@ -279,14 +265,14 @@ func TestE2EGenesisAndFarFutureGuard(t *testing.T) {
 	// database; the real root still signs afterwards, across a restart.
 	data := t.TempDir()
 	v := start(t, append([]string{"--network", "mainnet", "--data-dir", data}, keys...)...)
-	e := mainnetNowEpoch()
-	wrong := attestationBody(e-1, e, 1)
-	wrong["fork_info"].(map[string]any)["genesis_validators_root"] = hx(bytes.Repeat([]byte{0xaa}, 32))
+	e := signingtest.NowEpoch()
+	wrong := signingtest.VoteRequest(e-1, e, 1)
+	wrong["fork_info"].(map[string]any)["genesis_validators_root"] = signingtest.Hex(bytes.Repeat([]byte{0xaa}, 32))
 	wantError(t, v.signJSON(t, pub, wrong), http.StatusBadRequest, "not the genesis validators root of network mainnet")
-	signature(t, v.signJSON(t, pub, attestationBody(e-1, e, 1)))
+	signature(t, v.signJSON(t, pub, signingtest.VoteRequest(e-1, e, 1)))
 	v.stop(t)
 	v = start(t, append([]string{"--network", "mainnet", "--data-dir", data}, keys...)...)
-	signature(t, v.signJSON(t, pub, attestationBody(e, e+1, 1)))
+	signature(t, v.signJSON(t, pub, signingtest.VoteRequest(e, e+1, 1)))
 	v.stop(t)
 
 	// A custom network takes genesis from its beacon node; one on another chain is refused.
@@ -302,7 +288,7 @@ func TestE2EGenesisAndFarFutureGuard(t *testing.T) {
 				return
 			}
 			_ = json.NewEncoder(w).Encode(map[string]any{"data": map[string]string{
-				"genesis_time": strconv.FormatInt(genesis, 10), "genesis_validators_root": hx(bytes.Repeat([]byte{0x5a}, 32)), "genesis_fork_version": fork,
+				"genesis_time": strconv.FormatInt(genesis, 10), "genesis_validators_root": signingtest.Hex(bytes.Repeat([]byte{0x5a}, 32)), "genesis_fork_version": fork,
 			}})
 		}))
 		t.Cleanup(s.Close)
@@ -368,8 +354,8 @@ func TestE2EHealthcheckListsDisabledKeys(t *testing.T) {
 	if st := kmImport(t, v, auth, map[string]any{"keystores": []string{kmKeystoreJSON(t, k, "km")}, "passwords": []string{"km"}}); len(st) != 1 || st[0].Status != "imported" {
 		t.Fatalf("import: %+v", st)
 	}
-	e := mainnetNowEpoch()
-	signature(t, v.signJSON(t, pub, attestationBody(e-1, e, 1)))
+	e := signingtest.NowEpoch()
+	signature(t, v.signJSON(t, pub, signingtest.VoteRequest(e-1, e, 1)))
 	if st, _ := kmDelete(t, v, auth, pub); len(st) != 1 || st[0].Status != "deleted" {
 		t.Fatalf("delete: %+v", st)
 	}
@@ -387,7 +373,7 @@ func TestE2EHealthcheckListsDisabledKeys(t *testing.T) {
 		t.Fatalf("POST /reload: %s", r)
 	}
 	waitReload(t, v, t0)
-	wantError(t, v.signJSON(t, pub, attestationBody(e, e+1, 1)), http.StatusPreconditionFailed, "disabled")
+	wantError(t, v.signJSON(t, pub, signingtest.VoteRequest(e, e+1, 1)), http.StatusPreconditionFailed, "disabled")
 	hc := do(t, http.MethodGet, v.URL+"/healthcheck", "", nil)
 	if !strings.Contains(string(hc.body), `"disabled-keys":["`+pub+`"]`) {
 		t.Fatalf("healthcheck does not list the disabled key: %s", hc)

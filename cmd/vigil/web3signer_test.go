@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/vigil-signer/vigil/internal/signingtest"
 	"net/http"
 	"os"
 	"os/exec"
@@ -93,10 +94,10 @@ func writeKeyConfig(t *testing.T, i uint64) string {
 // checks the signature against one computed here (the slashing database records it).
 func signMainnetAttestation(t *testing.T, v *vigil) {
 	t.Helper()
-	f := mainnetFork("PHASE0")
-	a := attData(320, 9, 10, 20)
-	body := map[string]any{"type": "ATTESTATION", "fork_info": forkInfoJSON(f), "attestation": a}
-	root := forkedRoot(t, domainBeaconAttester, f, a.Target.Epoch, htr(t, a))
+	f := signingtest.MainnetFork("PHASE0")
+	a := signingtest.AttestationData(320, 9, 10, 20)
+	body := map[string]any{"type": "ATTESTATION", "fork_info": signingtest.ForkInfoJSON(f), "attestation": a}
+	root := signingtest.ForkedRoot(t, signingtest.DomainBeaconAttester, f, a.Target.Epoch, signingtest.HashTreeRoot(t, a))
 	wantSignature(t, 0, root, signature(t, v.signJSON(t, interopPub(t, 0), body)))
 }
 
