@@ -5,10 +5,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // countingConn is the network connection under every pgx connection of a
@@ -21,6 +23,35 @@ type countingConn struct {
 	net.Conn
 	writes *atomic.Uint64
 	broken atomic.Bool // a read or write failed: the connection is not reusable
+	// notReplicated: the server warned, during the last statement, that a commit's wait for
+	// synchronous replication was cancelled (the commit is local only). Set by onNotice,
+	// taken by Store.writeRow.
+	notReplicated atomic.Bool
+}
+
+// counting returns the countingConn under a pgx connection (nil if there is none).
+func counting(conn *pgx.Conn) *countingConn { return countingOf(conn.PgConn().Conn()) }
+
+func countingOf(nc net.Conn) *countingConn {
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	cc, _ := nc.(*countingConn)
+	return cc
+}
+
+// onNotice watches the server's notices for the one that says a commit was not replicated:
+// PostgreSQL reports a synchronous-replication wait cancelled by a query cancel
+// (pg_cancel_backend, a client's cancel request) as a WARNING and then completes the COMMIT as
+// if it had succeeded, although no synchronous standby acknowledged it. The messages are
+// matched in English (lc_messages C or en, the server default).
+func onNotice(c *pgconn.PgConn, n *pgconn.Notice) {
+	if !strings.Contains(n.Message, "synchronous replication") && !strings.Contains(n.Detail, "committed locally") {
+		return
+	}
+	if cc := countingOf(c.Conn()); cc != nil {
+		cc.notReplicated.Store(true)
+	}
 }
 
 func (c *countingConn) Write(b []byte) (int, error) {
@@ -70,12 +101,8 @@ func dialer(n *atomic.Uint64, keepAlive time.Duration) func(ctx context.Context,
 // (network partition) is not detected here; its next request fails at the
 // caller's deadline and the pool then drops it.
 func idleConnUsable(conn *pgx.Conn) bool {
-	nc := conn.PgConn().Conn()
-	if tc, ok := nc.(*tls.Conn); ok {
-		nc = tc.NetConn()
-	}
-	cc, ok := nc.(*countingConn)
-	if !ok {
+	cc := counting(conn)
+	if cc == nil {
 		return true
 	}
 	return !cc.broken.Load() && socketIdle(cc.Conn)

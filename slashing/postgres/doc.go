@@ -47,6 +47,19 @@
 // transaction id and writes WAL), so its own commit waits for a WAL position
 // after that record's commit. Any error means nothing may be released.
 //
+// A cancelled replication wait. PostgreSQL answers a COMMIT whose wait for
+// synchronous standbys was cancelled (pg_cancel_backend, a client's cancel
+// request) with a WARNING and success: the record is local only, and a
+// failover to a standby would lose it. The store watches the notices of every
+// connection (conn.go, onNotice) and fails such a signature with
+// ErrNotReplicated (unavailable: nothing released). An identical repeat is
+// then refused the same way until a standby acknowledges a commit after the
+// record (its own write transaction's, as above); the local record still
+// refuses every conflicting message. A wait ended by terminating the backend
+// breaks the connection, which fails the call anyway. Attacked by
+// slashing/postgres/syncreptest. The notices are matched in English
+// (lc_messages C or en_*).
+//
 // Atomicity. Each check-and-record is one function call, hence one
 // transaction. An import merges one validator entry in one call
 // (vigil_import_chunk), or an entry larger than one chunk in

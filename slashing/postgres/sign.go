@@ -40,10 +40,9 @@ func (s *Store) SignBlock(ctx context.Context, b slashing.Block) error {
 	}
 	term := s.term.Load()
 	var v verdict
-	err := s.pool.QueryRow(ctx, stmtSignBlock, term, b.Pubkey[:], column.Enc(uint64(b.Slot)), b.SigningRoot[:], b.GenesisValidatorsRoot[:]).
-		Scan(&v.code, &v.x1, &v.x2, &v.xroot)
-	if err != nil {
-		return unavailable("sign block", err)
+	if err := s.writeRow(ctx, "sign block", stmtSignBlock, []any{term, b.Pubkey[:], column.Enc(uint64(b.Slot)), b.SigningRoot[:], b.GenesisValidatorsRoot[:]},
+		&v.code, &v.x1, &v.x2, &v.xroot); err != nil {
+		return err
 	}
 	s.signs.Add(1)
 	return s.count(s.blockVerdict(b, term, v))
@@ -57,14 +56,42 @@ func (s *Store) SignAttestation(ctx context.Context, a slashing.Attestation) err
 	}
 	term := s.term.Load()
 	var v verdict
-	err := s.pool.QueryRow(ctx, stmtSignAtt, term, a.Pubkey[:], column.Enc(uint64(a.SourceEpoch)), column.Enc(uint64(a.TargetEpoch)),
-		a.SigningRoot[:], a.GenesisValidatorsRoot[:]).
-		Scan(&v.code, &v.x1, &v.x2, &v.xroot)
-	if err != nil {
-		return unavailable("sign attestation", err)
+	if err := s.writeRow(ctx, "sign attestation", stmtSignAtt, []any{term, a.Pubkey[:], column.Enc(uint64(a.SourceEpoch)), column.Enc(uint64(a.TargetEpoch)),
+		a.SigningRoot[:], a.GenesisValidatorsRoot[:]}, &v.code, &v.x1, &v.x2, &v.xroot); err != nil {
+		return err
 	}
 	s.signs.Add(1)
 	return s.count(s.attestationVerdict(a, term, v))
+}
+
+// ErrNotReplicated: the server committed a signature's record locally but cancelled its wait
+// for synchronous replication (its WARNING "canceling wait for synchronous replication"), so no
+// synchronous standby may have it and a failover could lose it. Nothing is released; the error
+// matches slashing.ErrUnavailable. An identical repeat is a write transaction of its own whose
+// commit waits for replication past the earlier record, so it is served only once a standby
+// acknowledged it (or fails the same way).
+var ErrNotReplicated = errors.New("the commit was not acknowledged by a synchronous standby (its replication wait was cancelled)")
+
+// writeRow runs one write statement on a connection of its own and scans its row; a commit the
+// server reported as not replicated (onNotice) fails it. One round trip, as pool.QueryRow.
+func (s *Store) writeRow(ctx context.Context, op, sql string, args []any, dest ...any) error {
+	c, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return unavailable(op, err)
+	}
+	defer c.Release()
+	cc := counting(c.Conn())
+	if cc != nil {
+		cc.notReplicated.Store(false)
+	}
+	err = c.QueryRow(ctx, sql, args...).Scan(dest...)
+	if cc != nil && cc.notReplicated.Swap(false) && err == nil {
+		err = ErrNotReplicated
+	}
+	if err != nil {
+		return unavailable(op, err)
+	}
+	return nil
 }
 
 func (s *Store) count(err error) error {

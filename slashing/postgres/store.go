@@ -173,6 +173,7 @@ func configure(cfg *pgx.ConnConfig, opts Options, roundTrips *atomic.Uint64) {
 	}
 	cfg.DefaultQueryExecMode = pgx.QueryExecModeCacheStatement
 	cfg.DialFunc = dialer(roundTrips, 5*time.Minute)
+	cfg.OnNotice = onNotice // conn.go: a commit whose synchronous replication was cancelled
 }
 
 func connConfig(url string, opts Options, roundTrips *atomic.Uint64) (*pgx.ConnConfig, error) {
