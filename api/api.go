@@ -201,6 +201,12 @@ func (s *server) sign(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case status == http.StatusPreconditionFailed:
 		s.Logger.Warn("signing refused by slashing protection", "key", id, "type", typeOf(req), "reason", msg)
+	case signer.OutcomeOf(err) == signer.OutcomeNotLeader:
+		// An HA standby (or a deposed leader): close the connection, so that a client behind a
+		// VIP or a Kubernetes Service reconnects, and lands on the leader, instead of reusing
+		// a keep-alive connection to this instance.
+		w.Header().Set("Connection", "close")
+		s.Logger.Debug("sign request refused: not the active instance", "key", id, "type", typeOf(req), "err", msg)
 	case status >= 500:
 		s.Logger.Error("sign request failed", "key", id, "type", typeOf(req), "status", status, "err", msg)
 		if status == http.StatusInternalServerError {

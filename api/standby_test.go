@@ -66,6 +66,16 @@ func TestStandbyEndpoints(t *testing.T) {
 	}
 	wantEqual(t, "GET keystores on a standby", do(h, http.MethodGet, "/eth/v1/keystores", "", kmAuth...).Code, http.StatusOK)
 
+	// A sign request on the standby: 503 with the message, and the connection is closed so a
+	// client behind a VIP reconnects to the leader.
+	f.sign = func(string, *signer.Request) (signer.Signature, error) { return signer.Signature{}, standbyErr }
+	rec := do(h, http.MethodPost, "/api/v1/eth2/sign/0x"+strings.Repeat("ab", 48), `{"type":"RANDAO_REVEAL","fork_info":{"fork":{"previous_version":"0x00000000","current_version":"0x00000000","epoch":"0"},"genesis_validators_root":"0x`+strings.Repeat("00", 32)+`"},"randao_reveal":{"epoch":"1"}}`)
+	wantEqual(t, "sign on a standby", rec.Code, http.StatusServiceUnavailable)
+	wantEqual(t, "Connection header", rec.Header().Get("Connection"), "close")
+	if !strings.Contains(rec.Body.String(), "standby: the active instance is a at http://a:9000") {
+		t.Errorf("sign body %q", rec.Body)
+	}
+
 	// The leader of a pair is ready.
 	f2 := &fakeSigner{health: signer.Health{Leader: &signer.LeaderStatus{Role: "leader", Instance: "a", Leader: "a", Term: 8}}}
 	wantEqual(t, "leader /readyz", do(newHandler(t, f2, nil), http.MethodGet, "/readyz", "").Code, http.StatusOK)
