@@ -14,6 +14,7 @@ import (
 	"github.com/vigil-signer/vigil/keystore"
 	"github.com/vigil-signer/vigil/signer"
 	"github.com/vigil-signer/vigil/slashing"
+	"github.com/vigil-signer/vigil/slashing/postgres"
 )
 
 const slashingUsage = `Usage:
@@ -89,7 +90,7 @@ func slashingCmd(ctx context.Context, args []string, getenv func(string) string,
 		if err != nil {
 			return usagef("--network: %v", err)
 		}
-		store, err := openStore(ctx, sc, false)
+		store, err := openToolStore(ctx, sc, false)
 		if err != nil {
 			return err
 		}
@@ -114,7 +115,7 @@ func slashingCmd(ctx context.Context, args []string, getenv func(string) string,
 			return usagef("slashing migrate: the embedded database migrates itself at open; --slashing-protection-db-url is required")
 		}
 		sc.migrate = true
-		store, err := openStore(ctx, sc, sc.init)
+		store, err := openToolStore(ctx, sc, sc.init)
 		if err != nil {
 			return err
 		}
@@ -157,7 +158,7 @@ func slashingWatermark(ctx context.Context, sc storeConfig, set map[string]bool,
 	case high && removeHigh:
 		return usagef("slashing watermark: --remove-high excludes --high-slot/--high-epoch")
 	}
-	store, err := openStore(ctx, sc, sc.init) // a new database needs --init-slashing-protection, as everywhere
+	store, err := openToolStore(ctx, sc, sc.init) // a new database needs --init-slashing-protection, as everywhere
 	if err != nil {
 		return err
 	}
@@ -207,7 +208,7 @@ func slashingImport(ctx context.Context, sc storeConfig, file string, stdout, st
 	}
 	// An import may create the database: it is how a lost database is rebuilt from an export,
 	// and the history it brings is what protects the keys.
-	store, err := openStore(ctx, sc, true)
+	store, err := openToolStore(ctx, sc, true)
 	if err != nil {
 		return err
 	}
@@ -237,7 +238,7 @@ func slashingImport(ctx context.Context, sc storeConfig, file string, stdout, st
 }
 
 func slashingExport(ctx context.Context, sc storeConfig, file string, pubkeys []phase0.BLSPubKey, stderr io.Writer) error {
-	store, err := openStore(ctx, sc, false)
+	store, err := openToolStore(ctx, sc, false)
 	if err != nil {
 		return err
 	}
@@ -272,7 +273,7 @@ func slashingExport(ctx context.Context, sc storeConfig, file string, pubkeys []
 // slashingInit creates an empty slashing-protection database (the explicit opt-in that serve's
 // --init-slashing-protection also gives); an existing one is left as it is and described.
 func slashingInit(ctx context.Context, sc storeConfig, stdout io.Writer) error {
-	store, err := openStore(ctx, sc, true)
+	store, err := openToolStore(ctx, sc, true)
 	if err != nil {
 		return err
 	}
@@ -288,4 +289,26 @@ func slashingInit(ctx context.Context, sc storeConfig, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "the slashing-protection database already exists, left as it is (%s: %d validators, %d blocks, %d attestations)\n",
 		sc.describe(), sum.Validators, sum.Blocks, sum.Attestations)
 	return nil
+}
+
+// openToolStore opens the store for a `vigil slashing` command. On Postgres the command writes at
+// the database's current fencing term, as one more writer beside the leader of an HA pair (the
+// per-key locks serialise it with every signature; a leader change while it runs fences it, and
+// it fails with nothing half-written per validator).
+func openToolStore(ctx context.Context, sc storeConfig, create bool) (slashing.Store, error) {
+	store, err := openStore(ctx, sc, create)
+	if err != nil {
+		return nil, err
+	}
+	if pg, ok := store.(*postgres.Store); ok {
+		term, err := pg.DatabaseTerm(ctx)
+		if err == nil && term != pg.Term() {
+			err = pg.SetTerm(ctx, term)
+		}
+		if err != nil {
+			_ = store.Close()
+			return nil, fmt.Errorf("slashing-protection database: reading its fencing term: %w", err)
+		}
+	}
+	return store, nil
 }
