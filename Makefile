@@ -33,7 +33,7 @@ test-vault: ## Vault key source against an in-process Vault core (nested module 
 
 bench: build ## raw BLS vs end-to-end HTTP signing (SQLite, Postgres), import at scale, keystore decryption scaling, startup with 10k keys per store
 	@url=$$(deploy/dev/throwaway-postgres.sh start); trap 'deploy/dev/throwaway-postgres.sh stop' EXIT; \
-	$(BIN) bench --duration 20s --rounds 10 --slashing-protection-db-url "$$url" \
+	$(BIN) bench --duration 20s --rounds 10 --slashing-protection-db-url "$$url" --ha \
 		--import-validators 10000 --import-attestations 1000
 	$(GO) test -run '^$$' -bench . -benchtime 3s ./slashing/sqlite/ ./signer/
 	$(GO) test -run '^$$' -bench 'KeystoreDecryptScaling|KeyringStartup10k' -benchtime 1x -timeout 30m ./keystore/
@@ -43,6 +43,10 @@ lint: ## gofmt, go vet and the dependency rule (deploy/dev/check-deps.sh: signer
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	GO=$(GO) deploy/dev/check-deps.sh
+
+.PHONY: chaos
+chaos: ## HA pair + Postgres + HAProxy under conflicting load and injected faults; checks no slashable pair (DURATION=60s, SEED=...)
+	VIGIL_CHAOS_DURATION=$(or $(DURATION),60s) VIGIL_CHAOS_SEED=$(SEED) $(GO) test -count=1 -run TestChaos -timeout 0 -v ./cmd/vigil
 
 clean: ## remove build output and the dev data dir
 	rm -rf bin $(DEV_DIR)

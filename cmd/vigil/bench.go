@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/vigil-signer/vigil/keystore"
 )
 
@@ -39,6 +41,7 @@ func bench(ctx context.Context, args []string, getenv func(string) string, stdou
 	importValidators := fs.Int("import-validators", 0, "also time an interchange import of this many validators")
 	importAtts := fs.Int("import-attestations", 1000, "attestations per validator in the import")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	ha := fs.Bool("ha", false, "also measure Postgres with --ha-enabled (a one-instance pair: the leader's cost of HA), on a second database created beside the given one")
 	if err := parseLayered(fs, args, getenv); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printUsage(stdout, fs, "Usage: vigil bench [flags]")
@@ -55,6 +58,16 @@ func bench(ctx context.Context, args []string, getenv func(string) string, stdou
 	targets := []*benchTarget{{name: "SQLite"}}
 	if *pgURL != "" {
 		targets = append(targets, &benchTarget{name: "Postgres", args: []string{"--slashing-protection-db-url", *pgURL}})
+		if *ha {
+			haURL, err := benchSecondDatabase(ctx, *pgURL, "vigil_bench_ha")
+			if err != nil {
+				return fmt.Errorf("--ha: %w", err)
+			}
+			targets = append(targets, &benchTarget{name: "PG+HA", args: []string{"--slashing-protection-db-url", haURL,
+				"--ha-enabled", "--ha-instance-id", "bench"}})
+		}
+	} else if *ha {
+		return usagef("bench: --ha needs --slashing-protection-db-url")
 	}
 	for _, t := range targets {
 		srv, err := startBenchServer(ctx, *clients, t.args, stderr)
@@ -390,4 +403,34 @@ func processCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// benchSecondDatabase creates (if missing) database name on the server of url and returns its
+// URL: the HA target fences its database with a term of its own, so it cannot share the plain
+// Postgres target's.
+func benchSecondDatabase(ctx context.Context, url, name string) (string, error) {
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		return "", dsnParseError(err)
+	}
+	c, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close(ctx)
+	var exists bool
+	if err := c.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists); err != nil {
+		return "", err
+	}
+	if !exists {
+		if _, err := c.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+			return "", err
+		}
+	}
+	q := func(v string) string { return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'" }
+	u := fmt.Sprintf("host=%s port=%d user=%s dbname=%s", q(cfg.Host), cfg.Port, q(cfg.User), q(name))
+	if cfg.Password != "" {
+		u += " password=" + q(cfg.Password)
+	}
+	return u, nil
 }

@@ -178,3 +178,16 @@ func (a sharedKeystores) ManagedKeystores(ctx context.Context) ([]keyset.SharedK
 	}
 	return out, err
 }
+
+// refuseBesidePair stops a `vigil serve` without --ha-enabled from signing on a database whose
+// HA pair holds a valid lease (it would sign beside the leader, which the pair promises no one
+// does); otherwise the instance writes at the database's current term (adoptTerm).
+func (f *haFlags) refuseBesidePair(ctx context.Context, store slashing.Store, dbURL string) error {
+	if f.enabled || dbURL == "" {
+		return nil
+	}
+	if l, err := pgelect.ReadLease(ctx, dbURL); err == nil && l.Valid && l.Holder != "" {
+		return usagef("an HA pair leads this slashing-protection database (leader %s, term %d): start this instance with --ha-enabled and its own --ha-instance-id, or stop the pair first", l.Holder, l.Term)
+	}
+	return adoptTerm(ctx, store)
+}

@@ -300,15 +300,27 @@ func openToolStore(ctx context.Context, sc storeConfig, create bool) (slashing.S
 	if err != nil {
 		return nil, err
 	}
-	if pg, ok := store.(*postgres.Store); ok {
-		term, err := pg.DatabaseTerm(ctx)
-		if err == nil && term != pg.Term() {
-			err = pg.SetTerm(ctx, term)
-		}
-		if err != nil {
-			_ = store.Close()
-			return nil, fmt.Errorf("slashing-protection database: reading its fencing term: %w", err)
-		}
+	if err := adoptTerm(ctx, store); err != nil {
+		_ = store.Close()
+		return nil, err
 	}
 	return store, nil
+}
+
+// adoptTerm makes a Postgres store write at the database's current fencing term (a writer that
+// is not an elected HA leader: `vigil slashing`, or `vigil serve` without --ha-enabled on a
+// database an HA pair used before).
+func adoptTerm(ctx context.Context, store slashing.Store) error {
+	pg, ok := store.(*postgres.Store)
+	if !ok {
+		return nil
+	}
+	term, err := pg.DatabaseTerm(ctx)
+	if err == nil && term != pg.Term() {
+		err = pg.SetTerm(ctx, term)
+	}
+	if err != nil {
+		return fmt.Errorf("slashing-protection database: reading its fencing term: %w", err)
+	}
+	return nil
 }

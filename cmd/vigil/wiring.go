@@ -116,6 +116,9 @@ func wire(ctx context.Context, c *serveConfig, getenv func(string) string, hup <
 		return w, err
 	}
 	w.cleanup = append(w.cleanup, func() { _ = store.Close() })
+	if err := c.ha.refuseBesidePair(ctx, store, c.store.dbURL); err != nil { // ha.go
+		return w, err
+	}
 	logStoreOpened(ctx, log, c.store, store)
 	if err := checkStoreGenesis(ctx, w.network, store, &genesis); err != nil {
 		return w, err
