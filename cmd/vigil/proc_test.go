@@ -85,6 +85,16 @@ func (o *outBuf) String() string {
 // waitFor blocks until the output contains substr (or fails the test after timeout).
 func (o *outBuf) waitFor(t *testing.T, substr string, timeout time.Duration) string {
 	t.Helper()
+	return o.waitForOrExit(t, nil, substr, timeout)
+}
+
+// waitForOrExit is waitFor that also fails at once when v (if not nil) exits first.
+func (o *outBuf) waitForOrExit(t *testing.T, v *vigil, substr string, timeout time.Duration) string {
+	t.Helper()
+	var exited <-chan struct{} // nil: never
+	if v != nil {
+		exited = v.exited
+	}
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for {
@@ -96,6 +106,14 @@ func (o *outBuf) waitFor(t *testing.T, substr string, timeout time.Duration) str
 		}
 		select {
 		case <-ch:
+		case <-exited:
+			o.mu.Lock()
+			s = o.b.String()
+			o.mu.Unlock()
+			if strings.Contains(s, substr) {
+				return s
+			}
+			t.Fatalf("vigil exited (%v) before printing %q; stdout:\n%s\nstderr:\n%s", v.cmd.ProcessState, substr, s, v.Stderr)
 		case <-deadline.C:
 			t.Fatalf("output never contained %q; got:\n%s", substr, s)
 		}

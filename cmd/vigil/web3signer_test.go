@@ -51,34 +51,6 @@ func startCmd(t *testing.T, dataDir string, env []string, args ...string) *vigil
 	return v
 }
 
-// waitForOrExit is waitFor that also fails at once when the process exits first.
-func (o *outBuf) waitForOrExit(t *testing.T, v *vigil, substr string, timeout time.Duration) string {
-	t.Helper()
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	for {
-		o.mu.Lock()
-		s, ch := o.b.String(), o.changed
-		o.mu.Unlock()
-		if strings.Contains(s, substr) {
-			return s
-		}
-		select {
-		case <-ch:
-		case <-v.exited:
-			o.mu.Lock()
-			s = o.b.String()
-			o.mu.Unlock()
-			if strings.Contains(s, substr) {
-				return s
-			}
-			t.Fatalf("vigil exited (%v) before printing %q; stdout:\n%s\nstderr:\n%s", v.cmd.ProcessState, substr, s, v.Stderr)
-		case <-deadline.C:
-			t.Fatalf("output never contained %q; got:\n%s", substr, s)
-		}
-	}
-}
-
 // writeKeyConfig writes a Web3Signer key config directory holding interop key i as file-raw.
 func writeKeyConfig(t *testing.T, i uint64) string {
 	t.Helper()
