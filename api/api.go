@@ -67,6 +67,10 @@ type Options struct {
 	BodyBudget *BodyBudget
 	// AccessLog (accesslog.go): one line per request when set; nil: no access log.
 	AccessLog *slog.Logger
+	// Clients (identity.go) names the validator client of each signing request; nil: everyone
+	// is anonymous. AllowUnidentified serves requests that name no client once clients exist.
+	Clients           ClientIdentifier
+	AllowUnidentified bool
 }
 
 type server struct {
@@ -177,6 +181,12 @@ func (s *server) sign(w http.ResponseWriter, r *http.Request) {
 	if !requireJSON(w, r) {
 		return
 	}
+	caller, why, known := s.identify(r)
+	if !known {
+		s.Logger.Info("sign request refused: unidentified client", "key", id, "remote", r.RemoteAddr, "why", why)
+		refuseUnidentified(w, why)
+		return
+	}
 	body, reserved, ok := s.readBody(w, r)
 	if !ok {
 		return
@@ -186,7 +196,7 @@ func (s *server) sign(w http.ResponseWriter, r *http.Request) {
 	noteAccess(r, id, req)
 	if err == nil {
 		var sig signer.Signature
-		sig, err = s.Signer.Sign(signer.WithCaller(r.Context(), callerOf(r)), id, req)
+		sig, err = s.Signer.Sign(signer.WithCaller(r.Context(), caller), id, req)
 		if err == nil {
 			if req.Type == signer.TypeDeposit {
 				// Deposits are signed for the fork version they carry, whichever network this is.
@@ -217,11 +227,6 @@ func (s *server) sign(w http.ResponseWriter, r *http.Request) {
 	}
 	writeError(w, status, msg)
 }
-
-// callerOf resolves who sent a request, for the signer's Authorizer. Every caller is anonymous
-// until named validator clients are configured (their listener, mTLS client certificate or
-// bearer token will name them here).
-func callerOf(*http.Request) signer.Caller { return signer.Anonymous }
 
 // readBody reads a sign request body within the body limit and the process-wide body budget
 // (bodybudget.go). It reserves the declared Content-Length (the limit when there is none)
