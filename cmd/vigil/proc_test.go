@@ -209,6 +209,10 @@ func start(t *testing.T, args ...string) *vigil {
 	}
 	v.URL = "http://127.0.0.1:" + kv["http-port"]
 	v.MetricsURL = "http://127.0.0.1:" + kv["metrics-port"]
+	if s, _ := v.Stdout.snapshot(); strings.Contains(s, "serving the signing API at https://") {
+		v.URL = "https://127.0.0.1:" + kv["http-port"] // TLS: the test's own client checks it
+		return v
+	}
 	if r := do(t, http.MethodGet, v.URL+"/upcheck", "", nil); r.status != http.StatusOK {
 		t.Fatalf("/upcheck: %s; stderr:\n%s", r, v.Stderr)
 	}

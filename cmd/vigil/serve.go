@@ -114,9 +114,9 @@ func describeFailures(st keyset.ReloadStatus) string {
 	return strings.Join(parts, "; ")
 }
 
-// reloadTriggers reloads the keys on SIGHUP and, every retry interval, while a key source is
+// reloadTriggers reloads the keys (and runs onHUP) on SIGHUP and, every retry interval, while a key source is
 // unreachable as a whole (an item error, such as a bad file, waits for the operator).
-func reloadTriggers(ctx context.Context, hup <-chan os.Signal, loader *keyset.Loader, timeout, retry time.Duration, log *slog.Logger) {
+func reloadTriggers(ctx context.Context, hup <-chan os.Signal, loader *keyset.Loader, timeout, retry time.Duration, onHUP func(), log *slog.Logger) {
 	var tick <-chan time.Time
 	if retry > 0 {
 		t := time.NewTicker(retry)
@@ -128,6 +128,7 @@ func reloadTriggers(ctx context.Context, hup <-chan os.Signal, loader *keyset.Lo
 		case <-ctx.Done():
 			return
 		case <-hup:
+			onHUP()
 			if err := loader.Reload(timeout); err != nil {
 				log.Warn("SIGHUP: key reload not started", "err", err)
 			} else {

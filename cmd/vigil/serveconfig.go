@@ -44,7 +44,8 @@ type serveConfig struct {
 	http            httpFlags    // httpserver.go: connection limits, host allowlist, access log
 	genesis         genesisFlags // genesis.go: genesis time and validators root of custom networks
 	shutdownGrace   time.Duration
-	ha              haFlags // ha.go: the active/standby pair
+	ha              haFlags     // ha.go: the active/standby pair
+	clients         clientFlags // clients.go: validator-client identity, TLS
 }
 
 // Validate reports the first bad setting, naming its flag (usage error: exit 2).
@@ -60,6 +61,9 @@ func (c *serveConfig) Validate() error {
 		return usagef("pruning needs --slashing-protection-pruning-epochs-to-keep > 0 and a positive interval")
 	case c.shutdownGrace < 0:
 		return usagef("--shutdown-grace must not be negative")
+	}
+	if err := c.clients.validate(); err != nil {
+		return err
 	}
 	return c.ha.validate(c.store.dbURL)
 }
@@ -107,6 +111,7 @@ func serveFlags(c *serveConfig, getenv func(string) string) *flag.FlagSet {
 	fs.DurationVar(&c.shutdownGrace, "shutdown-grace", 10*time.Second, "on SIGTERM/SIGINT, how long in-flight requests may finish before their connections are closed")
 	c.http.register(fs)              // httpserver.go
 	c.ha.register(fs)                // ha.go
+	c.clients.register(fs)           // clients.go
 	registerWeb3SignerAliases(fs, c) // web3signer.go
 	return fs
 }

@@ -13,6 +13,7 @@ import (
 	"strconv"
 
 	"github.com/vigil-signer/vigil/api"
+	"github.com/vigil-signer/vigil/failover/clients"
 	"github.com/vigil-signer/vigil/keystore"
 	"github.com/vigil-signer/vigil/keystore/keyset"
 	"github.com/vigil-signer/vigil/keystore/keyset/keysetmetrics"
@@ -171,6 +172,7 @@ func wire(ctx context.Context, c *serveConfig, getenv func(string) string, hup <
 		loaderCfg.Lock = km.Locker()
 	}
 	loader := keyset.NewLoader(loaderCfg)
+	var clientReg *clients.Registry                                                                             // set below, before the reload triggers run
 	if syncKeys, err = c.ha.shareKeys(store, managed, c.km.enabled, loader, c.reloadTimeout, log); err != nil { // ha.go
 		return w, err
 	}
@@ -180,7 +182,7 @@ func wire(ctx context.Context, c *serveConfig, getenv func(string) string, hup <
 	}
 	w.services = append(w.services,
 		&keyService{loader: loader, requireAll: c.requireAllKeys, triggers: &loop{name: "key reload triggers", run: func(ctx context.Context) {
-			reloadTriggers(ctx, hup, loader, c.reloadTimeout, c.sourceRetry, log)
+			reloadTriggers(ctx, hup, loader, c.reloadTimeout, c.sourceRetry, func() { reloadClients(clientReg, log) }, log)
 		}}},
 		&loop{name: "health watch", run: func(ctx context.Context) { watchHealth(ctx, sg, healthInterval, log) }},
 	)
@@ -194,9 +196,24 @@ func wire(ctx context.Context, c *serveConfig, getenv func(string) string, hup <
 	if err := c.http.apply(&apiOpts, log); err != nil { // httpserver.go
 		return w, err
 	}
-	w.api = &httpService{name: "signing API listener", srv: c.http.server(api.Handler(apiOpts), log), grace: c.shutdownGrace,
-		log: log, failed: w.failures, listen: func() (net.Listener, error) { return c.http.listen(c.host, c.port) }}
+	tlsCfg, err := c.clients.tlsConfig() // clients.go
+	if err != nil {
+		return w, err
+	}
+	if clientReg, err = c.clients.wire(&apiOpts, log); err != nil {
+		return w, err
+	}
+	handler := api.Handler(apiOpts)
+	w.api = &httpService{name: "signing API listener", srv: c.http.server(handler, log), grace: c.shutdownGrace,
+		log: log, failed: w.failures, listen: tlsListen(tlsCfg, func() (net.Listener, error) { return c.http.listen(c.host, c.port) })}
 	w.services = append(w.services, w.api)
+	own, err := clientListeners(clientReg, c, handler, tlsCfg, w.failures, log)
+	if err != nil {
+		return w, err
+	}
+	for _, l := range own {
+		w.services = append(w.services, l)
+	}
 	if c.metricsEnabled {
 		w.metrics = &httpService{name: "metrics listener", srv: c.http.server(metrics.Handler(), log), grace: c.shutdownGrace,
 			log: log, failed: w.failures, listen: func() (net.Listener, error) { return c.http.listen(c.metricsHost, c.metricsPort) }}
@@ -259,7 +276,11 @@ func (w *wiring) announce(stdout io.Writer) {
 	if err := writePorts(filepath.Join(c.store.dataDir, "vigil.ports"), httpPort, metricsPort); err != nil {
 		w.api.log.Warn("cannot write vigil.ports", "err", err)
 	}
-	url := "http://" + net.JoinHostPort(c.host, strconv.Itoa(httpPort))
+	scheme := "http://"
+	if c.clients.tlsCert != "" {
+		scheme = "https://"
+	}
+	url := scheme + net.JoinHostPort(c.host, strconv.Itoa(httpPort))
 	fmt.Fprintf(stdout, "vigil %s serving the signing API at %s (network %s, %d keys", version, url, w.network.Name, w.keys.Len())
 	if w.metrics != nil {
 		fmt.Fprintf(stdout, ", metrics at http://%s/metrics", net.JoinHostPort(c.metricsHost, strconv.Itoa(metricsPort)))
