@@ -30,6 +30,13 @@ func TestServerRestartUnderLoad(t *testing.T) {
 	const (
 		workers  = 16
 		deadline = 2 * time.Second
+		// The phases last until the writers did this much, not for a time: enough calls
+		// before the outage and after the restart, and every writer failing fast several
+		// times while the server is down.
+		okBefore       = 5 * workers
+		failsPerWorker = 5
+		okAfter        = 10 * workers
+		wait           = 30 * time.Second // bound of each wait: a writer that hangs fails the test
 	)
 	const (
 		before = iota
@@ -47,17 +54,43 @@ func TestServerRestartUnderLoad(t *testing.T) {
 	}
 	var (
 		phase atomic.Int32
-		stop  atomic.Bool
-		mu    sync.Mutex
-		calls []call
-		wg    sync.WaitGroup
+		// entered[p] is closed when the test enters phase p: a writer whose call failed
+		// waits on the next phase instead of spinning while the server is down.
+		entered [after + 1]chan struct{}
+		quit    = make(chan struct{}) // closed when the writers are to stop
+		mu      sync.Mutex
+		calls   []call
+		ok      [after + 1]int // calls that began and ended in one phase, by outcome
+		failed  [after + 1]int
+		gaveUp  []call                // calls whose failure the test reports: their writer stopped
+		changed = make(chan struct{}) // closed and replaced at every recorded call
+		wg      sync.WaitGroup
 	)
+	for p := range entered {
+		entered[p] = make(chan struct{})
+	}
+	enter := func(p int32) {
+		phase.Store(p)
+		close(entered[p])
+	}
+	var stopOnce sync.Once
+	stopWriters := func() {
+		stopOnce.Do(func() { close(quit) })
+		wg.Wait()
+	}
+	t.Cleanup(stopWriters) // also when a wait below fails the test (before the store is closed)
 	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			key := 1 + w
-			for e := uint64(1); !stop.Load(); e++ {
+			fails := 0 // failures of this writer inside the outage
+			for e := uint64(1); ; e++ {
+				select {
+				case <-quit:
+					return
+				default:
+				}
 				c := call{key: key, source: e - 1, target: e, from: phase.Load()}
 				cctx, cancel := context.WithTimeout(ctx, deadline)
 				t0 := time.Now()
@@ -67,24 +100,75 @@ func TestServerRestartUnderLoad(t *testing.T) {
 				c.to = phase.Load()
 				mu.Lock()
 				calls = append(calls, c)
+				if c.from == c.to {
+					if c.err == nil {
+						ok[c.from]++
+					} else {
+						failed[c.from]++
+					}
+				}
+				giveUp := c.err != nil && c.from == c.to && (c.from == before || c.from == after)
+				if giveUp {
+					gaveUp = append(gaveUp, c)
+				}
+				close(changed)
+				changed = make(chan struct{})
 				mu.Unlock()
-				if c.err != nil {
-					time.Sleep(5 * time.Millisecond) // do not spin while the server is down
+				if c.err == nil {
+					continue
+				}
+				if c.from == c.to && c.to == outage {
+					fails++
+				}
+				switch {
+				case giveUp: // the server is up: the checks below report this call
+					return
+				case c.to == after: // began before the restart: try again at once
+				case c.to == outage && fails < failsPerWorker: // fail fast again (they are counted)
+				default: // do not spin while the server is down: wait for the test's next step
+					select {
+					case <-entered[c.to+1]:
+					case <-quit:
+						return
+					}
 				}
 			}
 		}()
 	}
-	time.Sleep(300 * time.Millisecond)
-	phase.Store(stopping)
+	// waitUntil waits until cond (called with mu held) holds for the recorded calls.
+	waitUntil := func(what string, cond func() bool) {
+		t.Helper()
+		timer := time.NewTimer(wait)
+		defer timer.Stop()
+		for {
+			mu.Lock()
+			done, ch, g := cond(), changed, gaveUp
+			mu.Unlock()
+			switch {
+			case len(g) > 0:
+				t.Fatalf("waiting for %s: a call failed while the server was up: %+v", what, g[0])
+			case done:
+				return
+			}
+			select {
+			case <-ch:
+			case <-timer.C:
+				mu.Lock()
+				defer mu.Unlock()
+				t.Fatalf("waiting for %s: not within %v (by phase: ok %v, failed %v)", what, wait, ok, failed)
+			}
+		}
+	}
+	waitUntil(fmt.Sprint(okBefore, " calls before the outage"), func() bool { return ok[before] >= okBefore })
+	enter(stopping)
 	pgtest.Stop(t)
-	phase.Store(outage)
-	time.Sleep(700 * time.Millisecond)
-	phase.Store(starting)
+	enter(outage)
+	waitUntil(fmt.Sprint(failsPerWorker*workers, " failed calls during the outage"), func() bool { return failed[outage] >= failsPerWorker*workers })
+	enter(starting)
 	pgtest.Start(t)
-	phase.Store(after)
-	time.Sleep(500 * time.Millisecond)
-	stop.Store(true)
-	wg.Wait()
+	enter(after)
+	waitUntil(fmt.Sprint(okAfter, " calls after the restart"), func() bool { return ok[after] >= okAfter })
+	stopWriters()
 
 	var n [after + 1]struct{ ok, failed int }
 	var slowest time.Duration

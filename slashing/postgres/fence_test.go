@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -47,14 +48,47 @@ func TestFencing(t *testing.T) {
 		afterSetTerm  bool // the call started after SetTerm returned
 		finishedAfter bool
 	}
-	var (
-		setTermDone atomic.Bool
-		stop        atomic.Bool
-		mu          sync.Mutex
-		results     []result
-		wg          sync.WaitGroup
-		inFlight    atomic.Int64
+	const (
+		// The writers run until they did this much, not for a time: enough accepted writes
+		// before the term change, and enough attempts that started after it.
+		writesBefore  = 4 * writers
+		attemptsAfter = 4 * writers
+		wait          = 30 * time.Second // bound of each wait: a writer that hangs fails the test
 	)
+	var (
+		setTermDone  atomic.Bool
+		stop         atomic.Bool
+		mu           sync.Mutex
+		results      []result
+		startedAfter int                   // results of calls that started after SetTerm returned
+		changed      = make(chan struct{}) // closed and replaced at every result
+		wg           sync.WaitGroup
+		inFlight     atomic.Int64
+	)
+	stopWriters := func() {
+		stop.Store(true)
+		wg.Wait()
+	}
+	t.Cleanup(stopWriters) // also when a wait below fails the test (before the stores are closed)
+	// waitUntil waits until cond (called with mu held) holds for the results.
+	waitUntil := func(what string, cond func() bool) {
+		t.Helper()
+		timer := time.NewTimer(wait)
+		defer timer.Stop()
+		for {
+			mu.Lock()
+			done, ch, n, after := cond(), changed, len(results), startedAfter
+			mu.Unlock()
+			if done {
+				return
+			}
+			select {
+			case <-ch:
+			case <-timer.C:
+				t.Fatalf("waiting for %s: not within %v (%d writes, %d started after SetTerm)", what, wait, n, after)
+			}
+		}
+	}
 	for w := range writers {
 		wg.Add(1)
 		go func() {
@@ -75,11 +109,16 @@ func TestFencing(t *testing.T) {
 				r.finishedAfter = setTermDone.Load()
 				mu.Lock()
 				results = append(results, r)
+				if r.afterSetTerm {
+					startedAfter++
+				}
+				close(changed)
+				changed = make(chan struct{})
 				mu.Unlock()
 			}
 		}()
 	}
-	time.Sleep(300 * time.Millisecond)
+	waitUntil(fmt.Sprint(writesBefore, " writes before SetTerm"), func() bool { return len(results) >= writesBefore })
 	start := time.Now()
 	flying := inFlight.Load()
 	if err := leader.SetTerm(ctx, 2); err != nil {
@@ -88,9 +127,9 @@ func TestFencing(t *testing.T) {
 	setTermDone.Store(true)
 	took := time.Since(start)
 	recordedAtSetTerm := countRecords(t, url)
-	time.Sleep(300 * time.Millisecond) // the old writers keep trying
-	stop.Store(true)
-	wg.Wait()
+	// The old writers keep trying.
+	waitUntil(fmt.Sprint(attemptsAfter, " writes started after SetTerm"), func() bool { return startedAfter >= attemptsAfter })
+	stopWriters()
 	t.Logf("SetTerm(2) took %v with ~%d writes in flight; %d old writes in total", took, flying, len(results))
 
 	if got := countRecords(t, url); got != recordedAtSetTerm {
@@ -235,11 +274,20 @@ func TestSetTermWaitsForWritesInFlight(t *testing.T) {
 
 // waitForLockWaiter waits until a backend running a statement containing
 // fn waits for a lock.
+//
+// A bounded poll, not an event: that a backend waits for a lock is only
+// visible inside the server (pg_stat_activity), which tells nobody when it
+// starts waiting; the statement is blocked, so the client side has nothing to
+// signal either.
 func waitForLockWaiter(t testing.TB, url, fn string) uint32 {
 	t.Helper()
+	const within = 10 * time.Second
 	conn := sql(t, url)
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	deadline := time.NewTimer(within)
+	defer deadline.Stop()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
 		var pid int32
 		err := conn.QueryRow(context.Background(), `SELECT pid FROM pg_stat_activity
 			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%' || $1 || '%'
@@ -247,10 +295,13 @@ func waitForLockWaiter(t testing.TB, url, fn string) uint32 {
 		if err == nil {
 			return uint32(pid)
 		}
-		time.Sleep(5 * time.Millisecond)
+		select {
+		case <-tick.C:
+		case <-deadline.C:
+			t.Fatalf("no backend running %s waits for a lock within %v (last query: %v)", fn, within, err)
+			return 0
+		}
 	}
-	t.Fatalf("no backend running %s waits for a lock", fn)
-	return 0
 }
 
 func encU64(v uint64) int64 { return int64(v ^ (1 << 63)) }

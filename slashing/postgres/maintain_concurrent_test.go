@@ -8,7 +8,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/attestantio/go-eth2-client/spec/phase0"
 
@@ -29,14 +28,23 @@ func TestMaintenanceConcurrent(t *testing.T) {
 	ctx := context.Background()
 	url := pgtest.NewDatabase(t)
 	stores := []*postgres.Store{open(t, url, postgres.Options{Create: true}), open(t, url, postgres.Options{Create: true})}
+	// No clock and no pacing by time: each signer makes a fixed number of requests, the
+	// "current epoch" moves forward every opsPerEpoch requests of all signers, and each
+	// maintenance goroutine waits for a random number (from its seeded RNG) of further
+	// requests between two of its operations. Everything begins at once (start).
 	const (
-		signers = 12
-		shared  = 4
-		run     = 1500 * time.Millisecond
+		signers     = 12
+		shared      = 4
+		opsPerSign  = 150 // requests per signer
+		opsPerEpoch = 12  // requests of all signers per epoch
 	)
 	var (
 		clock    atomic.Uint64 // the "current epoch", moving forward
-		stop     atomic.Bool
+		start    = make(chan struct{})
+		pmu      sync.Mutex // guards ops and signing, and is progress's lock
+		progress = sync.NewCond(&pmu)
+		ops      int // requests the signers completed
+		signing  = signers
 		mu       sync.Mutex
 		accepted []slashing.Attestation
 		blocks   []slashing.Block
@@ -69,15 +77,40 @@ func TestMaintenanceConcurrent(t *testing.T) {
 		}
 		return true
 	}
-	loop := func(name string, fn func(rng *rand.Rand, s *postgres.Store) error) {
+	// signed counts a completed request: it moves the clock and wakes the maintenance goroutines.
+	signed := func() {
+		pmu.Lock()
+		ops++
+		if ops%opsPerEpoch == 0 {
+			clock.Add(1)
+		}
+		pmu.Unlock()
+		progress.Broadcast()
+	}
+	// awaitOps waits until the signers completed n more requests; false when they are done.
+	awaitOps := func(n int) bool {
+		pmu.Lock()
+		defer pmu.Unlock()
+		for target := ops + n; ops < target && signing > 0; {
+			progress.Wait()
+		}
+		return signing > 0
+	}
+	// loop runs fn on each store, waiting for gap(rng) requests of the signers after each
+	// call, until the signers are done.
+	loop := func(name string, gap func(rng *rand.Rand) int, fn func(rng *rand.Rand, s *postgres.Store) error) {
 		for i := range 2 {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				rng := rand.New(rand.NewPCG(uint64(len(name)), uint64(i)))
-				for !stop.Load() {
+				<-start
+				for {
 					if err := fn(rng, stores[i]); err != nil {
 						fail(name, err)
+						return
+					}
+					if !awaitOps(gap(rng)) {
 						return
 					}
 				}
@@ -88,9 +121,16 @@ func TestMaintenanceConcurrent(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer func() { // done (or failed): the maintenance goroutines stop after the last signer
+				pmu.Lock()
+				signing--
+				pmu.Unlock()
+				progress.Broadcast()
+			}()
 			rng := rand.New(rand.NewPCG(uint64(w), 7))
 			s := stores[w%2]
-			for !stop.Load() {
+			<-start
+			for range opsPerSign {
 				now := clock.Load()
 				k := 1 + rng.IntN(shared)
 				if rng.IntN(3) == 0 {
@@ -100,10 +140,11 @@ func TestMaintenanceConcurrent(t *testing.T) {
 				if rng.IntN(3) == 0 {
 					b := block(k, 4*now+uint64(rng.IntN(8)), 1)
 					b.SigningRoot = root
-					if !record(s.SignBlock(ctx, b), func() { blocks = append(blocks, b) }) {
-						fail("sign block", errors.New("unexpected"))
+					if err := s.SignBlock(ctx, b); !record(err, func() { blocks = append(blocks, b) }) {
+						fail("sign block", err)
 						return
 					}
+					signed()
 					continue
 				}
 				tgt := now + uint64(rng.IntN(3))
@@ -113,20 +154,20 @@ func TestMaintenanceConcurrent(t *testing.T) {
 					fail("sign attestation", err)
 					return
 				}
+				signed()
 			}
 		}()
 	}
-	loop("prune", func(rng *rand.Rand, s *postgres.Store) error {
+	loop("prune", func(rng *rand.Rand) int { return rng.IntN(24) }, func(rng *rand.Rand, s *postgres.Store) error {
 		res, err := s.Prune(ctx, slashing.PruneOptions{KeepEpochs: uint64(2 + rng.IntN(3)), SlotsPerEpoch: 4})
 		mu.Lock()
 		pruned.Validators += res.Validators
 		pruned.Blocks += res.Blocks
 		pruned.Attestations += res.Attestations
 		mu.Unlock()
-		time.Sleep(time.Duration(rng.IntN(20)) * time.Millisecond)
 		return err
 	})
-	loop("raise", func(rng *rand.Rand, s *postgres.Store) error {
+	loop("raise", func(rng *rand.Rand) int { return rng.IntN(12) }, func(rng *rand.Rand, s *postgres.Store) error {
 		var pks []phase0.BLSPubKey
 		if rng.IntN(4) != 0 {
 			pks = []phase0.BLSPubKey{}
@@ -146,10 +187,9 @@ func TestMaintenanceConcurrent(t *testing.T) {
 		mu.Lock()
 		raised += n
 		mu.Unlock()
-		time.Sleep(time.Duration(rng.IntN(10)) * time.Millisecond)
 		return err
 	})
-	loop("import", func(rng *rand.Rand, s *postgres.Store) error {
+	loop("import", func(rng *rand.Rand) int { return 6 + rng.IntN(12) }, func(rng *rand.Rand, s *postgres.Store) error {
 		// Blocks into the signed keys; votes only into keys of their own:
 		// an imported vote merged with a signed one at the same target keeps
 		// one vote per target (slashing.MergeAttestation), which by design
@@ -159,26 +199,17 @@ func TestMaintenanceConcurrent(t *testing.T) {
 		if rng.IntN(2) == 0 {
 			h = slashingtest.H(300+rng.IntN(4), nil, []slashing.SignedAttestation{slashingtest.A(e-1, e+uint64(rng.IntN(3)), 3)})
 		}
-		err := s.ImportValidator(ctx, slashingtest.GVR, h)
-		time.Sleep(time.Duration(5+rng.IntN(10)) * time.Millisecond)
-		return err
+		return s.ImportValidator(ctx, slashingtest.GVR, h)
 	})
-	loop("high watermark", func(rng *rand.Rand, s *postgres.Store) error {
+	loop("high watermark", func(rng *rand.Rand) int { return 24 + rng.IntN(24) }, func(rng *rand.Rand, s *postgres.Store) error {
 		var hw *slashing.HighWatermark
 		if rng.IntN(4) == 0 {
 			e := clock.Load() + uint64(rng.IntN(4))
 			hw = &slashing.HighWatermark{Slot: phase0.Slot(4 * e), Epoch: phase0.Epoch(e)}
 		}
-		err := s.SetHighWatermark(ctx, hw)
-		time.Sleep(time.Duration(20+rng.IntN(20)) * time.Millisecond)
-		return err
+		return s.SetHighWatermark(ctx, hw)
 	})
-	deadline := time.Now().Add(run)
-	for time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-		clock.Add(1)
-	}
-	stop.Store(true)
+	close(start)
 	wg.Wait()
 	close(errs)
 	for err := range errs {

@@ -230,3 +230,38 @@ func TestMaintenanceTakesKeyLocks(t *testing.T) {
 		})
 	}
 }
+
+func TestAssignmentsConformance(t *testing.T) {
+	slashingtest.RunAssignments(t, func(t *testing.T) slashing.Store {
+		s, _ := fresh(t, postgres.Options{Create: true})
+		return s
+	})
+}
+
+// A deposed leader moves no key: assignment writes are fenced like every other write.
+func TestAssignmentsFenced(t *testing.T) {
+	url := pgtest.NewDatabase(t)
+	ctx := context.Background()
+	old, err := postgres.Open(ctx, url, postgres.Options{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	leader, err := postgres.Open(ctx, url, postgres.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer leader.Close()
+	if err := leader.SetTerm(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.AssignKeys(ctx, []phase0.BLSPubKey{slashingtest.Key(1)}, "vc1"); !errors.Is(err, slashing.ErrFenced) {
+		t.Fatalf("a deposed leader's AssignKeys = %v, want ErrFenced", err)
+	}
+	if _, err := old.AdoptKey(ctx, slashingtest.Key(1), "vc1"); !errors.Is(err, slashing.ErrFenced) {
+		t.Fatalf("a deposed leader's AdoptKey = %v, want ErrFenced", err)
+	}
+	if o, err := leader.AdoptKey(ctx, slashingtest.Key(1), "vc2"); err != nil || o != "vc2" {
+		t.Fatalf("the leader's AdoptKey = %q, %v", o, err)
+	}
+}

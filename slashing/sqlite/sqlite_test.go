@@ -356,3 +356,7 @@ func TestTwoStoresShareOneFile(t *testing.T) {
 func TestMaintenance(t *testing.T) {
 	slashingtest.RunMaintenance(t, func(t *testing.T) slashing.Store { return openTemp(t, sqlite.Options{Create: true}) })
 }
+
+func TestAssignmentsConformance(t *testing.T) {
+	slashingtest.RunAssignments(t, func(t *testing.T) slashing.Store { return openTemp(t, sqlite.Options{Create: true}) })
+}
