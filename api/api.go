@@ -71,6 +71,8 @@ type Options struct {
 	// is anonymous. AllowUnidentified serves requests that name no client once clients exist.
 	Clients           ClientIdentifier
 	AllowUnidentified bool
+	// KeyVisible filters GET /api/v1/eth2/publicKeys per caller (nil: every key).
+	KeyVisible func(signer.Caller, signer.PublicKey) bool
 }
 
 type server struct {
@@ -327,11 +329,20 @@ func writeSignature(w http.ResponseWriter, r *http.Request, sig signer.Signature
 	_, _ = io.WriteString(w, sig.String())
 }
 
-func (s *server) publicKeys(w http.ResponseWriter, _ *http.Request) {
+func (s *server) publicKeys(w http.ResponseWriter, r *http.Request) {
+	caller, why, known := s.identify(r)
+	if !known {
+		refuseUnidentified(w, why)
+		return
+	}
 	keys := s.Signer.Keys().PublicKeys()
-	out := make([]string, len(keys))
-	for i, k := range keys {
-		out[i] = k.String()
+	out := make([]string, 0, len(keys))
+	for _, k := range keys {
+		// A client sees its own keys and unassigned ones: a restarted VC that fetches its keys
+		// from the signer gets none that were moved away from it.
+		if s.KeyVisible == nil || s.KeyVisible(caller, k) {
+			out = append(out, k.String())
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
 }

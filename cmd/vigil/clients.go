@@ -7,14 +7,20 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"flag"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"strconv"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/vigil-signer/vigil/api"
+	"github.com/vigil-signer/vigil/failover/assignment"
 	"github.com/vigil-signer/vigil/failover/clients"
+	"github.com/vigil-signer/vigil/keystore"
+	"github.com/vigil-signer/vigil/slashing"
 )
 
 // clientFlags are the serve flags of client identity.
@@ -71,8 +77,8 @@ func (f *clientFlags) tlsConfig() (*tls.Config, error) {
 	return cfg, nil
 }
 
-// wire loads the clients file into o and returns the registry (nil without --clients-file).
-func (f *clientFlags) wire(o *api.Options, log *slog.Logger) (*clients.Registry, error) {
+// load reads the clients file (nil without --clients-file).
+func (f *clientFlags) load(log *slog.Logger) (*clients.Registry, error) {
 	if f.file == "" {
 		return nil, nil
 	}
@@ -80,12 +86,37 @@ func (f *clientFlags) wire(o *api.Options, log *slog.Logger) (*clients.Registry,
 	if err != nil {
 		return nil, usagef("--clients-file: %v", err)
 	}
-	o.Clients, o.AllowUnidentified = reg, f.allowUnidentified
 	for _, c := range reg.Current().Clients() {
 		log.Info("validator client configured", "client", c.Name, "role", string(c.Role), "listen", c.Listen,
 			"tls_names", len(c.TLSNames), "token", c.HasToken())
 	}
 	return reg, nil
+}
+
+// authorizer is the key-assignment fence of the clients (nil without clients): it goes into the
+// signer's Authorizer seam.
+func authorizer(reg *clients.Registry, store slashing.Store, isLeader func() bool, preg prometheus.Registerer, log *slog.Logger) (*assignment.Authorizer, error) {
+	if reg == nil {
+		return nil, nil
+	}
+	asg, ok := store.(slashing.Assigner)
+	if !ok {
+		return nil, fmt.Errorf("the slashing store %T keeps no key assignments", store)
+	}
+	refused := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "vigil_sign_forbidden_total",
+		Help: "Sign requests refused (403) because the key is not this validator client's, by reason.",
+	}, []string{"reason"})
+	for _, r := range []string{assignment.ReasonOtherClient, assignment.ReasonStandby, assignment.ReasonUnknown} {
+		refused.WithLabelValues(r)
+	}
+	preg.MustRegister(refused)
+	return assignment.New(assignment.Config{Store: asg, Clients: reg.Current, IsLeader: isLeader,
+		OnRefuse: func(r string) { refused.WithLabelValues(r).Inc() },
+		OnAdopt: func(k keystore.PublicKey, c string) {
+			log.Info("key adopted by the validator client that signs for it", "pubkey", k.String(), "client", c)
+		},
+	}), nil
 }
 
 // clientListeners are the own listeners of the clients that have one, serving handler as

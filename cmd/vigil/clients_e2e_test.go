@@ -89,12 +89,13 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// signAs sends one RANDAO_REVEAL sign request for key 0 with client (TLS config, bearer token).
-func signAs(t *testing.T, client *http.Client, url, token string, epoch uint64) (int, string, error) {
+// signAs sends one RANDAO_REVEAL sign request for interop key k with client (TLS config,
+// bearer token).
+func signAs(t *testing.T, client *http.Client, url, token string, k, epoch uint64) (int, string, error) {
 	t.Helper()
 	f := signingtest.MainnetFork("FULU")
 	body, _ := json.Marshal(signingtest.RandaoRequest(f, signingtest.NowEpoch()-phase0.Epoch(epoch)))
-	req, _ := http.NewRequest(http.MethodPost, url+signPath(interopPub(t, 0)), bytes.NewReader(body))
+	req, _ := http.NewRequest(http.MethodPost, url+signPath(interopPub(t, k)), bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -128,7 +129,7 @@ func TestE2EClientIdentity(t *testing.T) {
 	if err := os.WriteFile(clientsFile, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	v := start(t, append(writeKeystores(t, 0), "--clients-file", clientsFile, "--tls-cert-file", srvCert, "--tls-key-file", srvKey, "--tls-client-ca-file", caFile)...)
+	v := start(t, append(writeKeystores(t, 0, 1, 2), "--clients-file", clientsFile, "--tls-cert-file", srvCert, "--tls-key-file", srvKey, "--tls-client-ca-file", caFile)...)
 	if !strings.HasPrefix(v.URL, "https://") {
 		t.Fatalf("URL %s: want https", v.URL)
 	}
@@ -150,22 +151,23 @@ func TestE2EClientIdentity(t *testing.T) {
 		client    *http.Client
 		url       string
 		token     string
+		key       uint64 // vc3 signs with key 0, vc2 with key 1, vc1 with key 2: each adopts its own
 		status    int
 		handshake bool // the TLS handshake must fail
 	}{
-		{"no credential", clientWith(), v.URL, "", http.StatusUnauthorized, false},
-		{"bearer token", clientWith(), v.URL, "vc3-secret-token", http.StatusOK, false},
-		{"unknown token", clientWith(), v.URL, "guess", http.StatusUnauthorized, false},
-		{"client certificate", clientWith(good), v.URL, "", http.StatusOK, false},
-		{"unknown subject", clientWith(ca.issue(t, "mallory", nil, now.Add(-time.Hour), now.Add(time.Hour))), v.URL, "", http.StatusUnauthorized, false},
-		{"certificate and another client's token", clientWith(good), v.URL, "vc3-secret-token", http.StatusUnauthorized, false},
-		{"another CA", clientWith(other.issue(t, "vc2.example", nil, now.Add(-time.Hour), now.Add(time.Hour))), v.URL, "", 0, true},
-		{"expired certificate", clientWith(ca.issue(t, "vc2.example", nil, now.Add(-2*time.Hour), now.Add(-time.Hour))), v.URL, "", 0, true},
-		{"own listener", clientWith(), "https://" + vc1Addr, "", http.StatusOK, false},
-		{"own listener, another client's token", clientWith(), "https://" + vc1Addr, "vc3-secret-token", http.StatusUnauthorized, false},
+		{"no credential", clientWith(), v.URL, "", 0, http.StatusUnauthorized, false},
+		{"bearer token", clientWith(), v.URL, "vc3-secret-token", 0, http.StatusOK, false},
+		{"unknown token", clientWith(), v.URL, "guess", 0, http.StatusUnauthorized, false},
+		{"client certificate", clientWith(good), v.URL, "", 1, http.StatusOK, false},
+		{"unknown subject", clientWith(ca.issue(t, "mallory", nil, now.Add(-time.Hour), now.Add(time.Hour))), v.URL, "", 1, http.StatusUnauthorized, false},
+		{"certificate and another client's token", clientWith(good), v.URL, "vc3-secret-token", 1, http.StatusUnauthorized, false},
+		{"another CA", clientWith(other.issue(t, "vc2.example", nil, now.Add(-time.Hour), now.Add(time.Hour))), v.URL, "", 1, 0, true},
+		{"expired certificate", clientWith(ca.issue(t, "vc2.example", nil, now.Add(-2*time.Hour), now.Add(-time.Hour))), v.URL, "", 1, 0, true},
+		{"own listener", clientWith(), "https://" + vc1Addr, "", 2, http.StatusOK, false},
+		{"own listener, another client's token", clientWith(), "https://" + vc1Addr, "vc3-secret-token", 2, http.StatusUnauthorized, false},
 	}
 	for i, c := range cases {
-		status, body, err := signAs(t, c.client, c.url, c.token, uint64(1+i))
+		status, body, err := signAs(t, c.client, c.url, c.token, c.key, uint64(1+i))
 		switch {
 		case c.handshake:
 			if err == nil {
@@ -180,4 +182,27 @@ func TestE2EClientIdentity(t *testing.T) {
 		}
 	}
 	v.Stderr.waitFor(t, "sign request refused: unidentified client", 10*time.Second)
+
+	// Assignment by observation: each key belongs to the client that signed it first; another
+	// client is refused (403, naming no client), and a client lists only its own and
+	// unassigned keys.
+	if status, body, err := signAs(t, clientWith(good), v.URL, "", 0, 50); err != nil || status != http.StatusForbidden ||
+		!strings.Contains(body, "assigned to another validator client") || strings.Contains(body, "vc3") {
+		t.Errorf("vc2 signing vc3's key: %d %s %v, want 403", status, body, err)
+	}
+	if status, _, err := signAs(t, clientWith(), v.URL, "vc3-secret-token", 0, 51); err != nil || status != http.StatusOK {
+		t.Errorf("vc3 signing its own key again: %d %v", status, err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, "https://"+vc1Addr+"/api/v1/eth2/publicKeys", nil)
+	resp, err := clientWith().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var listed []string
+	_ = json.NewDecoder(resp.Body).Decode(&listed)
+	resp.Body.Close()
+	if len(listed) != 1 || listed[0] != interopPub(t, 2) {
+		t.Errorf("vc1 lists %v, want only its own key %s", listed, interopPub(t, 2))
+	}
+	v.Stderr.waitFor(t, "key adopted by the validator client that signs for it", 10*time.Second)
 }

@@ -11,9 +11,9 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/vigil-signer/vigil/api"
-	"github.com/vigil-signer/vigil/failover/clients"
 	"github.com/vigil-signer/vigil/keystore"
 	"github.com/vigil-signer/vigil/keystore/keyset"
 	"github.com/vigil-signer/vigil/keystore/keyset/keysetmetrics"
@@ -148,6 +148,14 @@ func wire(ctx context.Context, c *serveConfig, getenv func(string) string, hup <
 	metrics := api.NewMetrics(reg)
 	keyMetrics := keysetmetrics.New(reg, w.keys.Len)
 	storeMetrics(metrics, store)
+	clientReg, err := c.clients.load(log) // clients.go
+	if err != nil {
+		return w, err
+	}
+	authz, err := authorizer(clientReg, store, isLeader, reg, log)
+	if err != nil {
+		return w, err
+	}
 	sgCfg := signer.Config{
 		Network: w.network, Keys: w.keys, Store: store, FarFutureEpochs: c.farFutureEpochs,
 		MaxInFlight: c.maxInFlight, Observer: signermetrics.New(reg), StoreTimeout: c.storeTimeout,
@@ -155,6 +163,9 @@ func wire(ctx context.Context, c *serveConfig, getenv func(string) string, hup <
 	}
 	if elector != nil {
 		sgCfg.Leadership = elector
+	}
+	if authz != nil {
+		sgCfg.Authorizer = authz
 	}
 	sg, err := signer.New(sgCfg)
 	if err != nil {
@@ -172,7 +183,6 @@ func wire(ctx context.Context, c *serveConfig, getenv func(string) string, hup <
 		loaderCfg.Lock = km.Locker()
 	}
 	loader := keyset.NewLoader(loaderCfg)
-	var clientReg *clients.Registry                                                                             // set below, before the reload triggers run
 	if syncKeys, err = c.ha.shareKeys(store, managed, c.km.enabled, loader, c.reloadTimeout, log); err != nil { // ha.go
 		return w, err
 	}
@@ -200,8 +210,16 @@ func wire(ctx context.Context, c *serveConfig, getenv func(string) string, hup <
 	if err != nil {
 		return w, err
 	}
-	if clientReg, err = c.clients.wire(&apiOpts, log); err != nil {
-		return w, err
+	if clientReg != nil {
+		apiOpts.Clients, apiOpts.AllowUnidentified, apiOpts.KeyVisible = clientReg, c.clients.allowUnidentified, authz.Visible
+		// Before the listeners: every request is decided on the database's assignments.
+		w.services = append(w.services, &starter{name: "key assignments", start: func(ctx context.Context) {
+			if err := authz.Refresh(ctx); err != nil {
+				log.Error("cannot read the key assignments; refreshed every 2s", "err", err)
+			}
+		}}, &loop{name: "key assignment refresh", run: func(ctx context.Context) {
+			authz.RefreshLoop(ctx, 2*time.Second, func(err error) { log.Warn("key assignments not refreshed", "err", err) })
+		}})
 	}
 	handler := api.Handler(apiOpts)
 	w.api = &httpService{name: "signing API listener", srv: c.http.server(handler, log), grace: c.shutdownGrace,
