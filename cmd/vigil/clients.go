@@ -116,6 +116,7 @@ func authorizer(reg *clients.Registry, store slashing.Store, isLeader func() boo
 		OnAdopt: func(k keystore.PublicKey, c string) {
 			log.Info("key adopted by the validator client that signs for it", "pubkey", k.String(), "client", c)
 		},
+		OnChange: func(n int) { log.Info("key assignments changed in the database", "keys", n) },
 	}), nil
 }
 

@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -205,4 +206,23 @@ func TestE2EClientIdentity(t *testing.T) {
 		t.Errorf("vc1 lists %v, want only its own key %s", listed, interopPub(t, 2))
 	}
 	v.Stderr.waitFor(t, "key adopted by the validator client that signs for it", 10*time.Second)
+
+	// A manual failover: the operator moves vc3's key to vc2; vc3 is refused from the next
+	// refresh on, vc2 signs.
+	out, err := exec.Command(vigilBin, "failover", "assign", "--client", "vc2", "--pubkeys", interopPub(t, 0), "--data-dir", v.DataDir,
+		"--clients-file", clientsFile).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "assigned 1 keys to vc2") {
+		t.Fatalf("vigil failover assign: %v\n%s", err, out)
+	}
+	v.Stderr.waitFor(t, "key assignments changed in the database", 20*time.Second)
+	if status, body, err := signAs(t, clientWith(), v.URL, "vc3-secret-token", 0, 52); err != nil || status != http.StatusForbidden {
+		t.Errorf("vc3 after its key moved: %d %s %v, want 403", status, body, err)
+	}
+	if status, body, err := signAs(t, clientWith(good), v.URL, "", 0, 53); err != nil || status != http.StatusOK {
+		t.Errorf("vc2 after the key moved to it: %d %s %v", status, body, err)
+	}
+	st, err := exec.Command(vigilBin, "failover", "status", "--data-dir", v.DataDir, "--clients-file", clientsFile).CombinedOutput()
+	if err != nil || !strings.Contains(string(st), "3 keys assigned") {
+		t.Errorf("vigil failover status: %v\n%s", err, st)
+	}
 }

@@ -35,6 +35,7 @@ Usage:
   vigil slashing import [flags]    import an EIP-3076 interchange file
   vigil slashing export [flags]    export the slashing-protection history
   vigil ha status|step-down        the HA pair's lease (leader, term), or ask the leader to hand over
+  vigil failover status|assign     which validator client each key is assigned to; move keys
   vigil bench [flags]              measure raw BLS vs end-to-end HTTP signing throughput
   vigil version                    print the version
   vigil [options] eth2 [options]   Web3Signer's command line, run as vigil serve (see serve --help)
@@ -59,6 +60,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = keysCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "ha":
 		err = haCmd(ctx, args[1:], getenv, stdout, stderr)
+	case "failover":
+		err = failoverCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "bench":
 		err = bench(ctx, args[1:], getenv, stdout, stderr)
 	case "version", "--version":

@@ -52,6 +52,9 @@ type Config struct {
 	OnRefuse func(reason string)
 	// OnAdopt sees every adoption (logging; nil: none).
 	OnAdopt func(key signer.PublicKey, client string)
+	// OnChange sees a refresh that found assignments changed by someone else (a move by
+	// another instance or `vigil failover assign`): how many keys changed (nil: none).
+	OnChange func(changed int)
 }
 
 // Authorizer implements signer.Authorizer.
@@ -79,8 +82,22 @@ func (a *Authorizer) Refresh(ctx context.Context) error {
 		return err
 	}
 	a.mu.Lock()
+	changed := 0
+	for k, c := range m {
+		if a.owners[k] != c {
+			changed++
+		}
+	}
+	for k := range a.owners {
+		if _, ok := m[k]; !ok {
+			changed++
+		}
+	}
 	a.owners = m
 	a.mu.Unlock()
+	if changed > 0 && a.cfg.OnChange != nil {
+		a.cfg.OnChange(changed)
+	}
 	return nil
 }
 
