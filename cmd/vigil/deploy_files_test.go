@@ -376,13 +376,14 @@ type deployHAProxy struct {
 	binds      map[string][]string // frontend → env vars of its bind lines
 	defaultBE  map[string]string   // frontend → default_backend
 	servers    map[string][]string // backend → env vars of its server addresses
+	srvNames   map[string][]string // backend → names of those servers, in the same order
 	pairBE     string              // the backend with the health check
 }
 
 var deployHAEnvRE = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)`)
 
 func deployCheckHAProxy(where, text string, n deployNames) (*deployHAProxy, []string) {
-	h := &deployHAProxy{binds: map[string][]string{}, defaultBE: map[string]string{}, servers: map[string][]string{}}
+	h := &deployHAProxy{binds: map[string][]string{}, defaultBE: map[string]string{}, servers: map[string][]string{}, srvNames: map[string][]string{}}
 	var bad []string
 	section, name := "", ""
 	type params struct{ inter, fall, rise, markedDown string }
@@ -453,6 +454,9 @@ func deployCheckHAProxy(where, text string, n deployNames) (*deployHAProxy, []st
 			parse(&dflt, f)
 		case f[0] == "server" && len(f) > 2:
 			h.servers[name] = append(h.servers[name], names...)
+			for range names {
+				h.srvNames[name] = append(h.srvNames[name], f[1])
+			}
 			p := params{}
 			parse(&p, f)
 			perServer[name+"/"+f[1]] = p
@@ -1002,8 +1006,10 @@ func deployHAProxyFailover(t *testing.T, bin, text string, h *deployHAProxy) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, bin, "-db", "-f", cfg)
 	cmd.Env = env
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	// HAProxy in the foreground (-db) reports every server state change on stderr ("Server
+	// <backend>/<server> is UP|DOWN, ..."), after applying it: the test waits for those lines.
+	out := newOutBuf()
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -1031,24 +1037,46 @@ func deployHAProxyFailover(t *testing.T, bin, text string, h *deployHAProxy) {
 		}
 		return string(body)
 	}
-	waitFor := func(want string, within time.Duration) time.Duration {
-		start := time.Now()
-		got := ""
-		for time.Since(start) < within {
-			if got = sign(); got == want {
-				return time.Since(start)
+	names := h.srvNames[h.pairBE]
+	state := func(i int, st string) string { return "Server " + h.pairBE + "/" + names[i] + " is " + st }
+	// waitLines waits until the output after offset from holds every line (an event: HAProxy
+	// writes) and returns the output's length then.
+	waitLines := func(from int, within time.Duration, lines ...string) int {
+		t.Helper()
+		deadline := time.NewTimer(within)
+		defer deadline.Stop()
+		for {
+			s, changed := out.snapshot()
+			missing := ""
+			for _, l := range lines {
+				if !strings.Contains(s[from:], l) {
+					missing = l
+					break
+				}
 			}
-			time.Sleep(20 * time.Millisecond)
+			if missing == "" {
+				return len(s)
+			}
+			select {
+			case <-changed:
+			case <-deadline.C:
+				t.Fatalf("HAProxy did not report %q within %s", missing, within)
+			}
 		}
-		t.Fatalf("through HAProxy: %q, want %q within %s", got, want, within)
-		return 0
 	}
-	waitFor("a", 5*time.Second)
+	// Both servers start up; b's first check (a 503) takes it down: HAProxy listens and sends
+	// to a alone.
+	seen := waitLines(0, 5*time.Second, state(1, "DOWN"))
+	if got := sign(); got != "a" {
+		t.Fatalf("through HAProxy with a the leader: %q, want a", got)
+	}
 	// Failover: a loses the lease, b takes it.
+	switched := time.Now()
 	a.leader.Store(false)
 	b.leader.Store(true)
-	took := waitFor("b", 3*time.Second)
-	t.Logf("requests moved to the new leader %s after the switch", took.Round(time.Millisecond))
+	waitLines(seen, 3*time.Second, state(0, "DOWN"), state(1, "UP"))
+	took := time.Since(switched)
+	t.Logf("HAProxy moved to the new leader %s after the switch", took.Round(time.Millisecond))
 	for i := 0; i < 20; i++ {
 		if got := sign(); got != "b" {
 			t.Fatalf("after the failover, request %d: %q, want b", i, got)

@@ -97,21 +97,37 @@ func metric(t *testing.T, v *vigil, name string) float64 {
 	return 0
 }
 
+// pollUntil calls cond every interval until it returns true (then pollUntil returns true) or
+// within has passed (false). Only for state of another process that it tells nobody about: a
+// value on its metrics listener, its memory in /proc; everything the process writes (log lines,
+// output) or the test itself controls is waited on as an event instead.
+func pollUntil(within, interval time.Duration, cond func() bool) bool {
+	deadline := time.NewTimer(within)
+	defer deadline.Stop()
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		if cond() {
+			return true
+		}
+		select {
+		case <-tick.C:
+		case <-deadline.C:
+			return cond() // one last look
+		}
+	}
+}
+
 // waitMetric polls the metrics listener until cond holds for the metric (bounded: there is no
-// event to wait on from outside the process).
+// event to wait on from outside the process; vigil logs none of these gauges and counters).
 func waitMetric(t *testing.T, v *vigil, name string, cond func(float64) bool, what string) float64 {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		got := metric(t, v, name)
-		if cond(got) {
-			return got
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %s is %v after 15s", what, name, got)
-		}
-		time.Sleep(20 * time.Millisecond)
+	const within = 15 * time.Second
+	var got float64
+	if !pollUntil(within, 20*time.Millisecond, func() bool { got = metric(t, v, name); return cond(got) }) {
+		t.Fatalf("%s: %s is %v after %v", what, name, got, within)
 	}
+	return got
 }
 
 func (v *vigil) pid() int { return v.cmd.Process.Pid }

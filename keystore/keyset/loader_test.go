@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -241,11 +242,43 @@ func TestReloadEmptySourceAndStrayItems(t *testing.T) {
 	}
 }
 
+// logLines is a slog.Handler passing each record's message to the test: the loader logs the end
+// of every load ("keys loaded", or "key reload failed: ...") after it published the final status,
+// so a test waits for that line instead of polling Status.
+type logLines chan string
+
+func (c logLines) Enabled(context.Context, slog.Level) bool { return true }
+func (c logLines) Handle(_ context.Context, r slog.Record) error {
+	c <- r.Message
+	return nil
+}
+func (c logLines) WithAttrs([]slog.Attr) slog.Handler { return c }
+func (c logLines) WithGroup(string) slog.Handler      { return c }
+
+// waitLoadEnd waits for the log line that ends a load and returns it.
+func (c logLines) waitLoadEnd(t *testing.T, within time.Duration) string {
+	t.Helper()
+	timer := time.NewTimer(within)
+	defer timer.Stop()
+	for {
+		select {
+		case m := <-c:
+			if m == "keys loaded" || strings.HasPrefix(m, "key reload failed") {
+				return m
+			}
+		case <-timer.C:
+			t.Fatalf("no load ended within %v", within)
+			return ""
+		}
+	}
+}
+
 func TestReloadOneAtATime(t *testing.T) {
 	src := &fakeSource{name: "slow", block: make(chan struct{})}
 	src.set([]keystore.Key{testKey(t, 1)}, nil, nil)
 	set := New(nil)
-	l := NewLoader(LoaderConfig{Sources: []keystore.Source{src}, Keys: set})
+	logs := make(logLines, 64) // a handful of lines per load; Handle blocks only when full
+	l := NewLoader(LoaderConfig{Sources: []keystore.Source{src}, Keys: set, Logger: slog.New(logs)})
 	if err := l.Reload(time.Minute); err != nil {
 		t.Fatal(err)
 	}
@@ -259,12 +292,8 @@ func TestReloadOneAtATime(t *testing.T) {
 		t.Fatalf("status while running: %+v", st)
 	}
 	close(src.block)
-	deadline := time.Now().Add(10 * time.Second)
-	for l.Status().State == ReloadRunning {
-		if time.Now().After(deadline) {
-			t.Fatal("reload did not finish")
-		}
-		time.Sleep(5 * time.Millisecond)
+	if m := logs.waitLoadEnd(t, 10*time.Second); m != "keys loaded" {
+		t.Fatalf("the reload ended with %q", m)
 	}
 	if st := l.Status(); st.State != ReloadCompleted || set.Len() != 1 {
 		t.Fatalf("after the reload: %+v", st)
