@@ -265,3 +265,10 @@ func TestAssignmentsFenced(t *testing.T) {
 		t.Fatalf("the leader's AdoptKey = %q, %v", o, err)
 	}
 }
+
+func TestFailoverLedgerConformance(t *testing.T) {
+	slashingtest.RunFailoverLedger(t, func(t *testing.T) slashing.Store {
+		s, _ := fresh(t, postgres.Options{Create: true})
+		return s
+	})
+}

@@ -62,3 +62,50 @@ func RunAssignments(t *testing.T, open func(t *testing.T) slashing.Store) {
 		t.Fatalf("adopting a moved key: %q, %v", o, err)
 	}
 }
+
+// RunFailoverLedger runs the conformance suite of slashing.FailoverLedger.
+func RunFailoverLedger(t *testing.T, open func(t *testing.T) slashing.Store) {
+	ctx := context.Background()
+	s := fresh(t, open)
+	l, ok := s.(slashing.FailoverLedger)
+	if !ok {
+		t.Fatalf("%T does not implement slashing.FailoverLedger", s)
+	}
+	a := s.(slashing.Assigner)
+	if st, err := l.ClientStates(ctx); err != nil || len(st) != 0 {
+		t.Fatalf("a new store's client states: %v, %v", st, err)
+	}
+	if err := l.SetMissed(ctx, "vc1", 2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.AdoptKey(ctx, Key(1), "vc1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.MoveKeys(ctx, []phase0.BLSPubKey{Key(1)}, "vc1", "vc2", "missed 2 epochs"); err != nil {
+		t.Fatal(err)
+	}
+	st, err := l.ClientStates(ctx)
+	if err != nil || !st["vc1"].Fenced || st["vc1"].Missed != 0 || st["vc1"].Reason != "missed 2 epochs" || st["vc1"].Since.IsZero() {
+		t.Fatalf("after a move: %+v, %v", st, err)
+	}
+	if m, _ := a.KeyAssignments(ctx); m[Key(1)] != "vc2" {
+		t.Fatalf("the move did not reassign: %v", m)
+	}
+	if err := l.SetFenced(ctx, "vc1", false, "operator"); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := l.ClientStates(ctx); st["vc1"].Fenced {
+		t.Fatal("still fenced after unfence")
+	}
+	if err := l.Audit(ctx, slashing.AuditRecord{Action: "stage", To: "vc2", Keys: 3}); err != nil {
+		t.Fatal(err)
+	}
+	log, err := l.AuditLog(ctx, 10)
+	if err != nil || len(log) != 3 || log[0].Action != "stage" || log[1].Action != "unfence" || log[2].Action != "move" ||
+		log[2].From != "vc1" || log[2].To != "vc2" || log[2].Keys != 1 || log[2].At.IsZero() {
+		t.Fatalf("audit log %+v, %v", log, err)
+	}
+	if log, _ := l.AuditLog(ctx, 1); len(log) != 1 {
+		t.Fatalf("limit: %d records", len(log))
+	}
+}

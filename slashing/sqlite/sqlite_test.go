@@ -360,3 +360,7 @@ func TestMaintenance(t *testing.T) {
 func TestAssignmentsConformance(t *testing.T) {
 	slashingtest.RunAssignments(t, func(t *testing.T) slashing.Store { return openTemp(t, sqlite.Options{Create: true}) })
 }
+
+func TestFailoverLedgerConformance(t *testing.T) {
+	slashingtest.RunFailoverLedger(t, func(t *testing.T) slashing.Store { return openTemp(t, sqlite.Options{Create: true}) })
+}
