@@ -108,6 +108,17 @@ func (a *Authorizer) Owner(key signer.PublicKey) string {
 	return a.owners[phase0.BLSPubKey(key)]
 }
 
+// Owners is a copy of the cached assignments.
+func (a *Authorizer) Owners() map[phase0.BLSPubKey]string {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	out := make(map[phase0.BLSPubKey]string, len(a.owners))
+	for k, v := range a.owners {
+		out[k] = v
+	}
+	return out
+}
+
 // Visible reports whether a client's key listing shows key: its own keys and unassigned ones.
 func (a *Authorizer) Visible(caller signer.Caller, key signer.PublicKey) bool {
 	if caller == signer.Anonymous {
