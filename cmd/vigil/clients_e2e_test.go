@@ -225,4 +225,20 @@ func TestE2EClientIdentity(t *testing.T) {
 	if err != nil || !strings.Contains(string(st), "3 keys assigned") {
 		t.Errorf("vigil failover status: %v\n%s", err, st)
 	}
+	for _, args := range [][]string{{"fence", "--client", "vc1", "--reason", "maintenance"}, {"status"}, {"unfence", "--client", "vc1"}, {"history"}} {
+		out, err := exec.Command(vigilBin, append(append([]string{"failover"}, args...), "--data-dir", v.DataDir, "--clients-file", clientsFile)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("vigil failover %v: %v\n%s", args, err, out)
+		}
+		switch args[0] {
+		case "status":
+			if !strings.Contains(string(out), "FENCED (maintenance)") {
+				t.Errorf("status after fence:\n%s", out)
+			}
+		case "history":
+			if !strings.Contains(string(out), "unfence") || !strings.Contains(string(out), "fence ") {
+				t.Errorf("history:\n%s", out)
+			}
+		}
+	}
 }

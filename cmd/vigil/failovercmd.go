@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"time"
 
 	"github.com/attestantio/go-eth2-client/spec/phase0"
 
@@ -22,9 +23,12 @@ import (
 const failoverUsage = `Usage: vigil failover <command> [flags]
 
 Commands:
-  status   the validator clients and how many keys each is assigned
-  assign   assign keys to a client: --client C (--pubkeys K1,K2,… | --from C2); the previous
-           client's requests for them are refused (403) from then on
+  status    the validator clients: role, keys assigned, fenced or not, consecutive missed epochs
+  assign    assign keys to a client: --client C (--pubkeys K1,K2,… | --from C2); the previous
+            client's requests for them are refused (403) from then on
+  fence     --client C: fence a client out (the controller moves nothing to it, judges it no more)
+  unfence   --client C: let a failed client back (after it was repaired)
+  history   the audit log of failover and operator actions, newest first (--limit N)
 
 Flags: the slashing database (--data-dir / --slashing-db-path, or --slashing-protection-db-url),
 --clients-file (checks the client names).
@@ -36,7 +40,7 @@ func failoverCmd(ctx context.Context, args []string, getenv func(string) string,
 	}
 	sub := args[0]
 	switch sub {
-	case "status", "assign":
+	case "status", "assign", "fence", "unfence", "history":
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, failoverUsage)
 		return nil
@@ -44,15 +48,22 @@ func failoverCmd(ctx context.Context, args []string, getenv func(string) string,
 		return usagef("failover: unknown command %q\n\n%s", sub, failoverUsage)
 	}
 	var sc storeConfig
-	var configFile, clientsFile, client, from, pubkeys string
+	var configFile, clientsFile, client, from, pubkeys, reason string
+	var limit int
 	fs := flag.NewFlagSet("failover "+sub, flag.ContinueOnError)
 	fs.StringVar(&configFile, "config-file", "", "YAML file of flag values (keys are flag names)")
 	storeFlags(fs, &sc, getenv)
 	fs.StringVar(&clientsFile, "clients-file", "", "the clients file of vigil serve (checks client names; lists clients without keys)")
-	if sub == "assign" {
+	switch sub {
+	case "assign":
 		fs.StringVar(&client, "client", "", "the client the keys are assigned to")
 		fs.StringVar(&from, "from", "", "move every key of this client")
 		fs.StringVar(&pubkeys, "pubkeys", "", "comma-separated public keys to assign")
+	case "fence", "unfence":
+		fs.StringVar(&client, "client", "", "the client")
+		fs.StringVar(&reason, "reason", "operator", "why (kept in the audit log)")
+	case "history":
+		fs.IntVar(&limit, "limit", 50, "how many records")
 	}
 	if err := parseLayered(fs, args[1:], getenv); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -76,33 +87,38 @@ func failoverCmd(ctx context.Context, args []string, getenv func(string) string,
 	if !ok {
 		return fmt.Errorf("the slashing store keeps no key assignments")
 	}
+	ledger, ok := store.(slashing.FailoverLedger)
+	if !ok {
+		return fmt.Errorf("the slashing store keeps no failover state")
+	}
 	owners, err := asg.KeyAssignments(ctx)
 	if err != nil {
 		return err
 	}
-	if sub == "status" {
-		count := map[string]int{}
-		for _, c := range owners {
-			count[c]++
+	switch sub {
+	case "status":
+		states, err := ledger.ClientStates(ctx)
+		if err != nil {
+			return err
 		}
-		var names []string
-		if set != nil {
-			for _, c := range set.Clients() {
-				names = append(names, c.Name)
-				fmt.Fprintf(stdout, "%-20s %-8s %6d keys\n", c.Name, c.Role, count[c.Name])
-				delete(count, c.Name)
-			}
+		return failoverStatus(stdout, set, owners, states, sc.describe())
+	case "history":
+		recs, err := ledger.AuditLog(ctx, limit)
+		if err != nil {
+			return err
 		}
-		for n := range count {
-			names = append(names, n)
+		for _, r := range recs {
+			fmt.Fprintf(stdout, "%s  %-8s from=%-12s to=%-12s keys=%-5d %s %s\n", r.At.UTC().Format(time.RFC3339), r.Action, r.From, r.To, r.Keys, r.Reason, r.Detail)
 		}
-		sort.Strings(names)
-		for _, n := range names {
-			if k, left := count[n]; left {
-				fmt.Fprintf(stdout, "%-20s %-8s %6d keys (not in the clients file)\n", n, "?", k)
-			}
+		return nil
+	case "fence", "unfence":
+		if client == "" {
+			return usagef("failover %s: want --client", sub)
 		}
-		fmt.Fprintf(stdout, "%d keys assigned (%s)\n", len(owners), sc.describe())
+		if err := ledger.SetFenced(ctx, client, sub == "fence", reason); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%sd %s\n", sub, client)
 		return nil
 	}
 	if client == "" || (from == "") == (pubkeys == "") {
@@ -134,5 +150,44 @@ func failoverCmd(ctx context.Context, args []string, getenv func(string) string,
 		return err
 	}
 	fmt.Fprintf(stdout, "assigned %d keys to %s\n", len(keys), client)
+	return nil
+}
+
+func failoverStatus(w io.Writer, set *clients.Set, owners map[phase0.BLSPubKey]string, states map[string]slashing.ClientState, where string) error {
+	count := map[string]int{}
+	for _, c := range owners {
+		count[c]++
+	}
+	line := func(name, role string, note string) {
+		st := states[name]
+		fenced := "-"
+		if st.Fenced {
+			fenced = "FENCED (" + st.Reason + ")"
+		}
+		fmt.Fprintf(w, "%-20s %-8s %6d keys  missed %d  %s%s\n", name, role, count[name], st.Missed, fenced, note)
+	}
+	seen := map[string]bool{}
+	if set != nil {
+		for _, c := range set.Clients() {
+			line(c.Name, string(c.Role), "")
+			seen[c.Name] = true
+		}
+	}
+	var rest []string
+	for n := range count {
+		if !seen[n] {
+			rest = append(rest, n)
+		}
+	}
+	for n := range states {
+		if !seen[n] && count[n] == 0 {
+			rest = append(rest, n)
+		}
+	}
+	sort.Strings(rest)
+	for _, n := range rest {
+		line(n, "?", " (not in the clients file)")
+	}
+	fmt.Fprintf(w, "%d keys assigned (%s)\n", len(owners), where)
 	return nil
 }

@@ -44,8 +44,9 @@ type serveConfig struct {
 	http            httpFlags    // httpserver.go: connection limits, host allowlist, access log
 	genesis         genesisFlags // genesis.go: genesis time and validators root of custom networks
 	shutdownGrace   time.Duration
-	ha              haFlags     // ha.go: the active/standby pair
-	clients         clientFlags // clients.go: validator-client identity, TLS
+	ha              haFlags       // ha.go: the active/standby pair
+	clients         clientFlags   // clients.go: validator-client identity, TLS
+	failover        failoverFlags // vcfailover.go: validator-client failover
 }
 
 // Validate reports the first bad setting, naming its flag (usage error: exit 2).
@@ -63,6 +64,9 @@ func (c *serveConfig) Validate() error {
 		return usagef("--shutdown-grace must not be negative")
 	}
 	if err := c.clients.validate(); err != nil {
+		return err
+	}
+	if err := c.failover.validate(); err != nil {
 		return err
 	}
 	return c.ha.validate(c.store.dbURL)
@@ -112,6 +116,7 @@ func serveFlags(c *serveConfig, getenv func(string) string) *flag.FlagSet {
 	c.http.register(fs)              // httpserver.go
 	c.ha.register(fs)                // ha.go
 	c.clients.register(fs)           // clients.go
+	c.failover.register(fs)          // vcfailover.go
 	registerWeb3SignerAliases(fs, c) // web3signer.go
 	return fs
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/vigil-signer/vigil/api"
+	"github.com/vigil-signer/vigil/failover/watch"
 	"github.com/vigil-signer/vigil/keystore"
 	"github.com/vigil-signer/vigil/keystore/keyset"
 	"github.com/vigil-signer/vigil/keystore/keyset/keysetmetrics"
@@ -156,10 +157,14 @@ func wire(ctx context.Context, c *serveConfig, getenv func(string) string, hup <
 	if err != nil {
 		return w, err
 	}
+	tracker := watch.New(nil)                                                                                                   // Vigil's own view of each client's duties (miss detection)
+	ctrl, err := vcFailover(c.failover, clientReg, c.genesis.beaconNodes, store, authz, tracker, w.network, isLeader, reg, log) // vcfailover.go
+	if err != nil {
+		return w, err
+	}
 	sgCfg := signer.Config{
 		Network: w.network, Keys: w.keys, Store: store, FarFutureEpochs: c.farFutureEpochs,
-		MaxInFlight: c.maxInFlight, Observer: signermetrics.New(reg), StoreTimeout: c.storeTimeout,
-		// [VC failover]: Authorizer, and an Observer for miss detection.
+		MaxInFlight: c.maxInFlight, Observer: signer.Observers{signermetrics.New(reg), tracker}, StoreTimeout: c.storeTimeout,
 	}
 	if elector != nil {
 		sgCfg.Leadership = elector
@@ -201,7 +206,10 @@ func wire(ctx context.Context, c *serveConfig, getenv func(string) string, hup <
 		// and stops leading (releasing the lease) only after the listeners drained.
 		w.services = append(w.services, elector)
 	}
-	// [VC failover controller]: after the elector, before the listeners.
+	if ctrl != nil {
+		// After the elector (it acts only while this instance leads), before the listeners.
+		w.services = append(w.services, &loop{name: "validator-client failover", run: ctrl.Run})
+	}
 	apiOpts.Reloader, apiOpts.ReloadTimeout = loader, c.reloadTimeout
 	if err := c.http.apply(&apiOpts, log); err != nil { // httpserver.go
 		return w, err
