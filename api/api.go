@@ -73,6 +73,9 @@ type Options struct {
 	AllowUnidentified bool
 	// KeyVisible filters GET /api/v1/eth2/publicKeys per caller (nil: every key).
 	KeyVisible func(signer.Caller, signer.PublicKey) bool
+	// Failover (keymanager.go) serves GET /vigil/v1/failover/status and /history behind the
+	// keymanager's bearer token; nil: not served.
+	Failover FailoverReporter
 }
 
 type server struct {

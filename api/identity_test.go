@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -110,4 +111,29 @@ type callerRecorder struct {
 func (c callerRecorder) Sign(ctx context.Context, id string, r *signer.Request) (keystore.Signature, error) {
 	*c.got = append(*c.got, signer.CallerFrom(ctx).Name)
 	return c.Signer.Sign(ctx, id, r)
+}
+
+type fakeReport struct{}
+
+func (fakeReport) FailoverStatus(context.Context) (any, error) {
+	return []map[string]any{{"name": "vc1", "fenced": true}}, nil
+}
+func (fakeReport) FailoverHistory(context.Context) (any, error) {
+	return nil, errors.New("database is down")
+}
+
+// The failover admin routes sit behind the keymanager token.
+func TestFailoverAdminRoutes(t *testing.T) {
+	t.Parallel()
+	h := kmHandler(t, &fakeKeyManager{}, func(o *Options) { o.Failover = fakeReport{} })
+	if rec := do(h, http.MethodGet, "/vigil/v1/failover/status", ""); rec.Code != http.StatusUnauthorized {
+		t.Fatalf("without the token: %d", rec.Code)
+	}
+	rec := do(h, http.MethodGet, "/vigil/v1/failover/status", "", kmAuth...)
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"fenced":true`) {
+		t.Fatalf("status: %d %s", rec.Code, rec.Body)
+	}
+	if rec := do(h, http.MethodGet, "/vigil/v1/failover/history", "", kmAuth...); rec.Code != http.StatusInternalServerError || strings.Contains(rec.Body.String(), "database") {
+		t.Fatalf("history with the ledger failing: %d %s (want 500 without internals)", rec.Code, rec.Body)
+	}
 }

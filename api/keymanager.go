@@ -74,7 +74,28 @@ func (s *server) keyManagerRoutes(r chi.Router) {
 		r.Get("/eth/v1/keystores", k.list)
 		r.With(k.leaderOnly).Post("/eth/v1/keystores", k.importKeystores)
 		r.With(k.leaderOnly).Delete("/eth/v1/keystores", k.deleteKeys)
+		if s.Failover != nil {
+			// Validator-client failover for operators, as `vigil failover status|history` prints it.
+			r.Get("/vigil/v1/failover/status", func(w http.ResponseWriter, r *http.Request) { k.admin(w, r, s.Failover.FailoverStatus) })
+			r.Get("/vigil/v1/failover/history", func(w http.ResponseWriter, r *http.Request) { k.admin(w, r, s.Failover.FailoverHistory) })
+		}
 	})
+}
+
+// FailoverReporter answers the failover admin routes (cmd wires the clients, assignments and
+// the failover ledger). The values are written as JSON.
+type FailoverReporter interface {
+	FailoverStatus(ctx context.Context) (any, error)
+	FailoverHistory(ctx context.Context) (any, error)
+}
+
+func (k *keyManagerAPI) admin(w http.ResponseWriter, r *http.Request, fn func(context.Context) (any, error)) {
+	v, err := fn(r.Context())
+	if err != nil {
+		k.fail(w, "failover report", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"data": v})
 }
 
 // auth checks "Authorization: Bearer <token>" in constant time (comparing hashes, so not even

@@ -135,3 +135,46 @@ func failoverMetrics(reg prometheus.Registerer) controller.Metrics {
 		Staged: func(c string, have, _ int) { staged.WithLabelValues(c).Set(float64(have)) },
 	}
 }
+
+// failoverReport answers the failover admin routes.
+type failoverReport struct {
+	reg    *clients.Registry
+	authz  *assignment.Authorizer
+	ledger slashing.FailoverLedger
+	track  *watch.Tracker
+}
+
+func (f failoverReport) FailoverStatus(ctx context.Context) (any, error) {
+	states, err := f.ledger.ClientStates(ctx)
+	if err != nil {
+		return nil, err
+	}
+	count := map[string]int{}
+	for _, c := range f.authz.Owners() {
+		count[c]++
+	}
+	var out []map[string]any
+	for _, c := range f.reg.Current().Clients() {
+		st := states[c.Name]
+		row := map[string]any{"name": c.Name, "role": string(c.Role), "keys": count[c.Name], "fenced": st.Fenced,
+			"fenced_reason": st.Reason, "consecutive_missed_epochs": st.Missed}
+		if last := f.track.Client(c.Name).LastRequest; !last.IsZero() {
+			row["last_request"] = last.UTC().Format(time.RFC3339Nano)
+		}
+		out = append(out, row)
+	}
+	return out, nil
+}
+
+func (f failoverReport) FailoverHistory(ctx context.Context) (any, error) {
+	recs, err := f.ledger.AuditLog(ctx, 200)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]map[string]any, len(recs))
+	for i, r := range recs {
+		out[i] = map[string]any{"at": r.At.UTC().Format(time.RFC3339Nano), "action": r.Action, "from": r.From, "to": r.To,
+			"keys": r.Keys, "reason": r.Reason, "detail": r.Detail}
+	}
+	return out, nil
+}

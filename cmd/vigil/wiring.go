@@ -220,6 +220,9 @@ func wire(ctx context.Context, c *serveConfig, getenv func(string) string, hup <
 	}
 	if clientReg != nil {
 		apiOpts.Clients, apiOpts.AllowUnidentified, apiOpts.KeyVisible = clientReg, c.clients.allowUnidentified, authz.Visible
+		if ledger, ok := store.(slashing.FailoverLedger); ok {
+			apiOpts.Failover = failoverReport{reg: clientReg, authz: authz, ledger: ledger, track: tracker}
+		}
 		// Before the listeners: every request is decided on the database's assignments.
 		w.services = append(w.services, &starter{name: "key assignments", start: func(ctx context.Context) {
 			if err := authz.Refresh(ctx); err != nil {
