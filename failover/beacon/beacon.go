@@ -166,9 +166,11 @@ func (c *Client) Validators(ctx context.Context, keys []phase0.BLSPubKey) (map[p
 	out := map[phase0.BLSPubKey]Validator{}
 	for i := 0; i < len(keys); i += 64 {
 		chunk := keys[i:min(i+64, len(keys))]
-		ids := make([]string, len(chunk))
-		for j, k := range chunk {
-			ids[j] = fmt.Sprintf("%#x", k[:])
+		// Repeated id= parameters: every client splits those; Lodestar 1.5.1 does not split
+		// the comma-separated form (it answers an empty list).
+		q := url.Values{}
+		for _, k := range chunk {
+			q.Add("id", fmt.Sprintf("%#x", k[:]))
 		}
 		err := c.each(ctx, func(base string) error {
 			var res struct {
@@ -180,7 +182,7 @@ func (c *Client) Validators(ctx context.Context, keys []phase0.BLSPubKey) (map[p
 					} `json:"validator"`
 				} `json:"data"`
 			}
-			if err := c.do(ctx, base, http.MethodGet, "/eth/v1/beacon/states/head/validators?id="+strings.Join(ids, ","), nil, &res); err != nil {
+			if err := c.do(ctx, base, http.MethodGet, "/eth/v1/beacon/states/head/validators?"+q.Encode(), nil, &res); err != nil {
 				return err
 			}
 			for _, d := range res.Data {

@@ -22,8 +22,8 @@ func fakeNode(t *testing.T, standardLiveness bool) *httptest.Server {
 		fmt.Fprint(w, `{"data":{"head_slot":"77","sync_distance":"0","is_syncing":false}}`)
 	})
 	mux.HandleFunc("GET /eth/v1/beacon/states/head/validators", func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Query().Get("id") != pk+","+"0x"+strings.Repeat("cd", 48) {
-			t.Errorf("ids %q", r.URL.Query().Get("id"))
+		if ids := r.URL.Query()["id"]; len(ids) != 2 || ids[0] != pk || ids[1] != "0x"+strings.Repeat("cd", 48) {
+			t.Errorf("ids %q: want each key as its own id parameter", ids)
 		}
 		fmt.Fprintf(w, `{"data":[{"index":"5","status":"active_ongoing","validator":{"pubkey":"%s"}}]}`, pk)
 	})
