@@ -18,7 +18,9 @@
 //     session the server would otherwise keep for minutes). Evicting needs the same database
 //     role for both instances (or pg_signal_backend).
 //
-// Both connections use TCP keepalives (1 s idle, 1 s interval, 3 probes) on the client and, by
+// Both connections have the server check their socket every 250 ms while a statement runs
+// (client_connection_check_interval: a killed standby's session blocked in pg_advisory_lock
+// would otherwise stay, holding its instance id), and use TCP keepalives (1 s idle, 1 s interval, 3 probes) on the client and, by
 // session parameters, on the server, and a TCP user timeout of one lease, so a half-open
 // connection is noticed by both sides within seconds rather than the kernel default of hours.
 package pgelect
@@ -33,6 +35,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/vigil-signer/vigil/failover"
 )
@@ -102,8 +105,23 @@ func (b *Backend) connect(ctx context.Context) (*pgx.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connecting for the election: %w", err)
 	}
+	// A backend blocked in pg_advisory_lock reads nothing from its client, so without this the
+	// server keeps the session of a killed standby (and its instance-id lock) until the lock
+	// is granted: the standby's restart would be refused as a duplicate. With it the server
+	// checks the socket every interval while a statement runs (PostgreSQL 14+; older servers
+	// do not know the setting, and their orphans go when TCP keepalives give up).
+	if _, err := c.Exec(ctx, "SET client_connection_check_interval = "+strconv.FormatInt(checkInterval.Milliseconds(), 10)); err != nil {
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "42704" { // 42704: unrecognized configuration parameter
+			closeConn(c)
+			return nil, fmt.Errorf("connecting for the election: %w", err)
+		}
+	}
 	return c, nil
 }
+
+// checkInterval is how often the server checks an election client's socket during a statement.
+const checkInterval = 250 * time.Millisecond
 
 // lockConn returns the lock connection, connecting (and re-claiming the instance id) if needed.
 // Called with lockMu held.
@@ -158,12 +176,24 @@ func (b *Backend) watchConn(ctx context.Context) (*pgx.Conn, error) {
 	return c, nil
 }
 
-// Register implements failover.Backend.
+// Register implements failover.Backend. A duplicate is retried for a few check intervals
+// first: the session of this instance's own previous process (killed a moment ago) is still
+// on the server until its next socket check.
 func (b *Backend) Register(ctx context.Context) error {
 	b.lockMu.Lock()
 	defer b.lockMu.Unlock()
-	_, err := b.lockConn(ctx)
-	return err
+	deadline := time.Now().Add(8 * checkInterval)
+	for {
+		_, err := b.lockConn(ctx)
+		if err == nil || !errors.Is(err, failover.ErrDuplicateID) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(checkInterval / 2):
+		}
+	}
 }
 
 // Lock implements failover.Backend.
