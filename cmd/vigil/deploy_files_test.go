@@ -498,7 +498,7 @@ func deployCheckHAProxy(where, text string, n deployNames) (*deployHAProxy, []st
 			bad = append(bad, fmt.Sprintf("%s: server %s: want on-marked-down shutdown-sessions", where, s))
 		}
 	}
-	for k, want := range map[string]time.Duration{"connect": time.Second, "client": 10 * time.Second, "server": 10 * time.Second} {
+	for k, want := range map[string]time.Duration{"connect": 100 * time.Millisecond, "client": 10 * time.Second, "server": 10 * time.Second} {
 		got, err := time.ParseDuration(timeouts[k])
 		if err != nil || got != want {
 			bad = append(bad, fmt.Sprintf("%s: timeout %s %q, want %s", where, k, timeouts[k], want))
@@ -1098,7 +1098,7 @@ func deployNegative(t *testing.T, n deployNames) {
 			"ExecStart=/usr/local/bin/vigil serve \\\n    --data-dir=/var/lib/vigil/%i \\\n    " + flags + "\n"
 	}
 	haproxy := func(path string) string {
-		return "defaults\n    timeout connect 1s\n    timeout client 10s\n    timeout server 10s\n" +
+		return "defaults\n    timeout connect 100ms\n    timeout client 10s\n    timeout server 10s\n" +
 			"backend p\n    option httpchk GET " + path + "\n    http-check expect status 200\n" +
 			"    default-server check inter 250ms fall 1 rise 1 on-marked-down shutdown-sessions\n" +
 			"    server a \"${A}\"\n    server b \"${B}\"\n"
