@@ -11,7 +11,7 @@ SHELL     := /bin/bash
 .PHONY: help build run test test-vault bench lint clean
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 build: ## build bin/vigil
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/vigil
@@ -50,3 +50,7 @@ chaos: ## HA pair + Postgres + HAProxy under conflicting load and injected fault
 
 clean: ## remove build output and the dev data dir
 	rm -rf bin $(DEV_DIR)
+
+.PHONY: e2e-failover
+e2e-failover: ## validator-client failover on a Lodestar v1.5.1 devnet (installs Lodestar into ~/.cache/vigil on first use; ~6 min: hot, cold and HA variants)
+	$(GO) test -count=1 -run TestE2EFailoverDevnet -timeout 15m -v ./cmd/vigil

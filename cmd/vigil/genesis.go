@@ -132,7 +132,7 @@ func resolveGenesis(ctx context.Context, g genesisFlags, n *signer.Network, data
 			if err != nil {
 				return rep, fmt.Errorf("beacon node %s: %v", from, err)
 			}
-			if fork != n.GenesisForkVersion() {
+			if !genesisVersionOf(n, fork) {
 				return rep, fmt.Errorf("beacon node %s is on another chain: genesis fork version %#x, network %s has %#x", from, fork[:], n.Name, n.GenesisForkVersion())
 			}
 			if err := setGenesisTime(n, t, "beacon node "+from, &rep); err != nil {
@@ -297,4 +297,19 @@ func logGenesis(log *slog.Logger, n *signer.Network, rep genesisReport, farFutur
 	default:
 		log.Info("far-future guard on", "max_epochs_ahead", farFuture, "genesis_time", n.GenesisTime.Format(time.RFC3339), "from", rep.timeFrom)
 	}
+}
+
+// genesisVersionOf reports whether a beacon node's genesis_fork_version belongs to n: the
+// network's GENESIS_FORK_VERSION, or the version of any fork the network schedules at epoch 0
+// (a devnet that starts in Altair: Lodestar then reports the Altair version as the genesis one).
+func genesisVersionOf(n *signer.Network, v phase0.Version) bool {
+	if v == n.GenesisForkVersion() {
+		return true
+	}
+	for _, f := range n.Schedule {
+		if f.Epoch == 0 && f.Version == v {
+			return true
+		}
+	}
+	return false
 }

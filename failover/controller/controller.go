@@ -224,6 +224,11 @@ func (c *Controller) Run(ctx context.Context) {
 		case <-c.cfg.After(at.Sub(c.cfg.Now())):
 		}
 		ev := c.Evaluate(ctx, next)
+		if ev.Err != nil && ctx.Err() == nil {
+			// Without this an evaluation that fails (database, beacon node) judges nothing,
+			// silently, every epoch.
+			c.cfg.Logger.Warn("failover: the epoch could not be evaluated; nothing judged or moved", "epoch", uint64(next), "err", ev.Err)
+		}
 		if c.cfg.Evaluated != nil {
 			c.cfg.Evaluated(ev)
 		}
@@ -281,6 +286,12 @@ func (c *Controller) Evaluate(ctx context.Context, e phase0.Epoch) (ev Evaluatio
 	if err != nil {
 		ev.Err = fmt.Errorf("validator statuses: %w", err)
 		return ev
+	}
+	if len(all) > 0 && len(vals) == 0 {
+		// Nothing can be judged: every key looks unknown to the chain. Say so rather than
+		// skipping every client in silence (a beacon node that does not understand the query
+		// answers an empty list).
+		log.Warn("failover: the beacon node knows none of the assigned keys; no client can be judged", "keys", len(all))
 	}
 
 	// Judge.

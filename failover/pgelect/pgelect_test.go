@@ -260,3 +260,53 @@ func holderPID(t *testing.T, url string) uint32 {
 	}
 	return uint32(pid)
 }
+
+// A standby whose connection breaks while it waits for the leader lock: its server session
+// must go (it holds the instance id), so that the restarted standby can register under the same
+// id. (A real kill -9 of a waiting standby, which left the session behind before the election
+// connections set client_connection_check_interval, is attacked by cmd/vigil's
+// TestHAStandbyRestart with real processes.)
+func TestKilledWaiterFreesItsID(t *testing.T) {
+	url, _ := database(t)
+	ctx := context.Background()
+	a := backend(t, url, "a", time.Second)
+	if err := a.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b := backend(t, url, "b", time.Second)
+	if err := b.Register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	raw := b.RawLockConn() // before Lock takes the connection's mutex
+	locked := make(chan error, 1)
+	go func() { locked <- b.Lock(ctx) }()
+	// Wait until b's session waits on the lock (the server's view; polled, bounded).
+	waitLockWaiter(t, url)
+	_ = raw.Close() // the process dies: its socket closes, its backend is blocked in the lock
+	<-locked
+	again := backend(t, url, "b", time.Second)
+	if err := again.Register(ctx); err != nil {
+		t.Fatalf("the restarted standby cannot take its id back: %v", err)
+	}
+}
+
+func waitLockWaiter(t *testing.T, url string) {
+	t.Helper()
+	c, err := pgx.Connect(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); <-tick.C {
+		var n int
+		if err := c.QueryRow(context.Background(), "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			return
+		}
+	}
+	t.Fatal("nobody waits for the leader lock")
+}
