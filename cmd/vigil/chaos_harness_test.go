@@ -194,9 +194,6 @@ type haPair struct {
 	nodes    []*haNode
 	rec      *signRecorder
 	probeN   atomic.Uint64
-
-	evictOrphans   bool // heal ends an orphaned election session that blocks a restart (chaos)
-	orphansEvicted int
 }
 
 type haPairOptions struct {
@@ -1022,15 +1019,6 @@ func (p *haPair) heal(t testing.TB) {
 			continue
 		}
 		o, ok := p.restartNode(t, n)
-		if !ok && o.orphanPID != 0 && p.evictOrphans {
-			// The known bug (TestHAStandbyRestart): end the orphaned election session as an
-			// operator would, count it, and go on testing everything else.
-			p.orphansEvicted++
-			t.Logf("KNOWN BUG (see TestHAStandbyRestart): %s refused to restart for %s: %s; terminating orphaned backend %d",
-				n.id, o.took.Round(time.Millisecond), strings.TrimSpace(o.out), o.orphanPID)
-			pgtest.Terminate(t, o.orphanPID)
-			o, ok = p.restartNode(t, n)
-		}
 		if !ok {
 			t.Fatalf("%s does not start again (%d starts in %s): %s", n.id, o.starts, o.took.Round(time.Millisecond), o.out)
 		}

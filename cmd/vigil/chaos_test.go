@@ -130,9 +130,6 @@ func TestChaos(t *testing.T) {
 	if len(all) > 0 {
 		t.Logf("chaos: all takeovers (n=%d): p50 %s, p99 %s", len(all), haPercentile(all, 0.5).Round(time.Millisecond), haPercentile(all, 0.99).Round(time.Millisecond))
 	}
-	if p.orphansEvicted > 0 {
-		t.Errorf("chaos: %d times a dead instance's orphaned election session refused its restart until terminated", p.orphansEvicted)
-	}
 	if dur >= 60*time.Second && total < 10 && c.errors == 0 {
 		t.Errorf("only %d faults in %s, want ≥ 10", total, dur)
 	}

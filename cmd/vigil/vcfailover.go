@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/attestantio/go-eth2-client/spec/phase0"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vigil-signer/vigil/failover/assignment"
@@ -68,41 +67,15 @@ func vcFailover(f failoverFlags, reg *clients.Registry, beaconURLs []string, sto
 	if err != nil {
 		return nil, usagef("--beacon-node-url: %v", err)
 	}
-	var chain controller.Beacon = perKeyFallback{bn}
 	mode := controller.Act
 	if f.mode == "observe" {
 		mode = controller.Observe
 	}
 	return controller.New(controller.Config{
-		Clients: reg.Current, Ledger: ledger, Beacon: chain, VCs: vcKeymanagers{}, Tracker: tracker, Assignments: authz, IsLeader: isLeader,
+		Clients: reg.Current, Ledger: ledger, Beacon: bn, VCs: vcKeymanagers{}, Tracker: tracker, Assignments: authz, IsLeader: isLeader,
 		Genesis: network.GenesisTime, SecondsPerSlot: time.Duration(network.SecondsPerSlot) * time.Second, SlotsPerEpoch: network.SlotsPerEpoch,
 		MissedEpochs: f.missedEpochs, Mode: mode, Cold: f.cold, Logger: log, Metrics: failoverMetrics(preg),
 	})
-}
-
-// perKeyFallback asks the beacon node for validator statuses in one query and, when a query for
-// several keys answers none of them, again one key at a time: belt and braces for a node that
-// mishandles the list. (Lodestar 1.5.1 answered an empty list to the comma-separated
-// `id=a,b` form that failover/beacon first sent, so no key looked active and no client was ever
-// judged, found by TestE2EFailoverDevnet; failover/beacon now sends repeated `id=` parameters.)
-type perKeyFallback struct{ *beacon.Client }
-
-func (b perKeyFallback) Validators(ctx context.Context, keys []phase0.BLSPubKey) (map[phase0.BLSPubKey]beacon.Validator, error) {
-	out, err := b.Client.Validators(ctx, keys)
-	if err != nil || len(out) > 0 || len(keys) < 2 {
-		return out, err
-	}
-	out = map[phase0.BLSPubKey]beacon.Validator{}
-	for _, k := range keys {
-		one, err := b.Client.Validators(ctx, []phase0.BLSPubKey{k})
-		if err != nil {
-			return nil, err
-		}
-		for pk, v := range one {
-			out[pk] = v
-		}
-	}
-	return out, nil
 }
 
 // vcKeymanagers reaches each client's keymanager with its URL and token file.

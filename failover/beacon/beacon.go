@@ -11,12 +11,9 @@
 package beacon
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -24,6 +21,8 @@ import (
 	"time"
 
 	"github.com/attestantio/go-eth2-client/spec/phase0"
+
+	"github.com/vigil-signer/vigil/internal/jsonhttp"
 )
 
 // Client reads from one or more beacon nodes.
@@ -49,47 +48,8 @@ func New(urls []string, timeout time.Duration) (*Client, error) {
 	return &Client{urls: urls, http: &http.Client{Timeout: timeout}}, nil
 }
 
-// errStatus is a node's non-2xx answer.
-type errStatus struct {
-	code int
-	body string
-}
-
-func (e *errStatus) Error() string { return fmt.Sprintf("HTTP %d: %s", e.code, e.body) }
-
 func (c *Client) do(ctx context.Context, base, method, path string, body any, out any) error {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(base, "/")+path, rd)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Accept", "application/json")
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode/100 != 2 {
-		if len(b) > 200 {
-			b = b[:200]
-		}
-		return &errStatus{code: resp.StatusCode, body: string(b)}
-	}
-	return json.Unmarshal(b, out)
+	return jsonhttp.Do(ctx, c.http, method, strings.TrimRight(base, "/")+path, nil, body, out)
 }
 
 // each runs fn against every node in order until one succeeds.
@@ -223,8 +183,8 @@ func (c *Client) Liveness(ctx context.Context, epoch phase0.Epoch, indices []pha
 			} `json:"data"`
 		}
 		err := c.do(ctx, base, http.MethodPost, fmt.Sprintf("/eth/v1/validator/liveness/%d", epoch), strs, &res)
-		var st *errStatus
-		if errors.As(err, &st) && (st.code == http.StatusNotFound || st.code == http.StatusMethodNotAllowed) {
+		var st *jsonhttp.StatusError
+		if errors.As(err, &st) && (st.Code == http.StatusNotFound || st.Code == http.StatusMethodNotAllowed) {
 			q := url.Values{"epoch": {strconv.FormatUint(uint64(epoch), 10)}}
 			for _, s := range strs {
 				q.Add("indices", s)

@@ -26,7 +26,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
-	"strings"
 	"sync/atomic"
 
 	"github.com/goccy/go-yaml"
@@ -295,14 +294,4 @@ func (r *Registry) Configured() bool { return r.Current().Configured() }
 func (r *Registry) Known(name string) bool {
 	_, ok := r.Current().Get(name)
 	return ok
-}
-
-// Redacted returns the file's clients for display: names, roles and addresses, never tokens.
-func (s *Set) Redacted() []map[string]any {
-	out := make([]map[string]any, 0, len(s.clients))
-	for _, c := range s.clients {
-		out = append(out, map[string]any{"name": c.Name, "role": string(c.Role), "priority": c.Priority,
-			"listen": c.Listen, "tls_names": strings.Join(c.TLSNames, ","), "token": c.hasToken})
-	}
-	return out
 }

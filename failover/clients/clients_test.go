@@ -72,13 +72,6 @@ func TestParseAndIdentify(t *testing.T) {
 	if _, ok := s2.ByCertificate(&x509.Certificate{DNSNames: []string{"vc2.example", "vc3.example"}}); ok {
 		t.Error("a certificate naming two clients was accepted")
 	}
-	for _, r := range s.Redacted() {
-		for _, v := range r {
-			if s, ok := v.(string); ok && strings.Contains(s, "s3cret") {
-				t.Fatal("Redacted shows a token")
-			}
-		}
-	}
 }
 
 func TestParseErrors(t *testing.T) {

@@ -4,16 +4,15 @@
 package remotekeys
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/vigil-signer/vigil/internal/jsonhttp"
 )
 
 // Client talks to one VC's keymanager API.
@@ -38,46 +37,22 @@ type Result struct {
 }
 
 func (c *Client) do(ctx context.Context, method string, body, out any) error {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.URL, "/")+"/eth/v1/remotekeys", rd)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Accept", "application/json")
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
+	header := http.Header{}
 	if c.TokenFile != "" {
 		tok, err := os.ReadFile(c.TokenFile)
 		if err != nil {
 			return fmt.Errorf("keymanager token: %w", err)
 		}
-		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+		header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
 	}
 	hc := c.HTTP
 	if hc == nil {
 		hc = &http.Client{Timeout: 10 * time.Second}
 	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return err
+	if err := jsonhttp.Do(ctx, hc, method, strings.TrimRight(c.URL, "/")+"/eth/v1/remotekeys", header, body, out); err != nil {
+		return fmt.Errorf("keymanager %s /eth/v1/remotekeys: %w", method, err)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	if resp.StatusCode/100 != 2 {
-		if len(b) > 200 {
-			b = b[:200]
-		}
-		return fmt.Errorf("keymanager %s /eth/v1/remotekeys: HTTP %d: %s", method, resp.StatusCode, b)
-	}
-	return json.Unmarshal(b, out)
+	return nil
 }
 
 // List is GET /eth/v1/remotekeys.
