@@ -412,6 +412,28 @@ func (s *server) healthcheck(w http.ResponseWriter, r *http.Request) {
 		}
 		keys.Data = map[string]any{"disabled-keys": d}
 	}
+	if len(h.Importing) > 0 {
+		// Refused while a chunked slashing-protection import runs; an interrupted one stays
+		// refused until the import is run again (vigil slashing import, or the keymanager).
+		var running, interrupted []string
+		for _, k := range h.Importing {
+			if k.Interrupted {
+				interrupted = append(interrupted, k.Key.String())
+			} else {
+				running = append(running, k.Key.String())
+			}
+		}
+		if keys.Data == nil {
+			keys.Data = map[string]any{}
+		}
+		if len(running) > 0 {
+			keys.Data["importing-keys"] = running
+		}
+		if len(interrupted) > 0 {
+			keys.Data["interrupted-import-keys"] = interrupted
+			keys.Data["interrupted-import-hint"] = "these keys are refused until the slashing-protection import that was interrupted is run again to completion"
+		}
+	}
 	for _, src := range h.Sources {
 		id := sourceCheckIDs[src.Name]
 		if id == "" {

@@ -688,3 +688,30 @@ func wantEqual[T comparable](t *testing.T, what string, got, want T) {
 		t.Errorf("%s = %v, want %v", what, got, want)
 	}
 }
+
+// Keys held by a chunked slashing-protection import are named in keys-check, running ones apart
+// from interrupted ones (which never sign again until the import is re-run); they do not take
+// the instance out of service.
+func TestHealthcheckNamesKeysHeldByImports(t *testing.T) {
+	t.Parallel()
+	k1, k2 := keystore.PublicKey{1}, keystore.PublicKey{2}
+	f := &fakeSigner{health: signer.Health{Keys: 2, Disabled: []signer.PublicKey{k1},
+		Importing: []signer.ImportingKey{{Key: k1}, {Key: k2, Interrupted: true}}}}
+	rec := do(newHandler(t, f, nil), http.MethodGet, "/healthcheck", "")
+	wantEqual(t, "status", rec.Code, http.StatusOK)
+	var b healthBody
+	if err := json.Unmarshal(rec.Body.Bytes(), &b); err != nil {
+		t.Fatalf("body %q: %v", rec.Body, err)
+	}
+	keys := findCheck(b.Checks, "keys-check")
+	if keys == nil {
+		t.Fatalf("no keys-check in %s", rec.Body)
+	}
+	got, _ := json.Marshal(keys.Data)
+	for _, want := range []string{`"importing-keys":["` + k1.String() + `"]`, `"interrupted-import-keys":["` + k2.String() + `"]`,
+		`"disabled-keys":["` + k1.String() + `"]`, `"interrupted-import-hint":"these keys are refused until`} {
+		if !strings.Contains(string(got), want) {
+			t.Errorf("keys-check data %s lacks %s", got, want)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"github.com/attestantio/go-eth2-client/spec/phase0"
 
 	"github.com/vigil-signer/vigil/keystore"
+	"github.com/vigil-signer/vigil/slashing"
 )
 
 // Health is a point-in-time view used by /healthcheck and /readyz.
@@ -18,6 +19,10 @@ type Health struct {
 	// keymanager API, still present in an operator's key source): they are served in
 	// publicKeys but never signed for.
 	Disabled []PublicKey
+	// Importing lists the loaded keys refused because a chunked slashing-protection import of
+	// theirs is in progress or was interrupted (slashing's "Chunked imports"): an interrupted
+	// one never signs again until its import is run again to completion.
+	Importing []ImportingKey
 	// Leader describes the HA pair when the Leadership reports it (LeaderReporter); nil for a
 	// single instance.
 	Leader *LeaderStatus
@@ -37,6 +42,17 @@ type LeaderStatus struct {
 // LeaderReporter is implemented by a Leadership that can describe the pair (failover.Elector).
 type LeaderReporter interface {
 	LeaderStatus() LeaderStatus
+}
+
+// ImportingKey is a loaded key held by a chunked import (Health.Importing).
+type ImportingKey struct {
+	Key         PublicKey
+	Interrupted bool // its import's last chunk is older than the store's import idle timeout
+}
+
+// importMarkerLister is the part of a store that lists import markers (both stores have it).
+type importMarkerLister interface {
+	ImportMarkers(ctx context.Context) ([]slashing.ImportMarker, error)
 }
 
 // disabledLister is the part of a store that lists disabled keys (both stores have it).
@@ -70,6 +86,15 @@ func (s *Signer) Health(ctx context.Context, timeout time.Duration) Health {
 			for _, pk := range keys {
 				if _, loaded := s.cfg.Keys.Get(keystore.PublicKey(pk)); loaded {
 					h.Disabled = append(h.Disabled, keystore.PublicKey(pk))
+				}
+			}
+		}
+	}
+	if ml, ok := s.cfg.Store.(importMarkerLister); ok && h.Store == nil {
+		if ms, err := ml.ImportMarkers(ctx); err == nil {
+			for _, m := range ms {
+				if _, loaded := s.cfg.Keys.Get(keystore.PublicKey(m.Pubkey)); loaded {
+					h.Importing = append(h.Importing, ImportingKey{Key: keystore.PublicKey(m.Pubkey), Interrupted: m.Interrupted})
 				}
 			}
 		}

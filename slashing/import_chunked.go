@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"time"
 
 	"github.com/attestantio/go-eth2-client/spec/phase0"
 )
@@ -47,16 +49,24 @@ import (
 //     import stays in force after it, and an enable cannot open the window.
 //  5. A crash (or an error) between chunks leaves the marker: the key stays
 //     refused (fail-safe) until an import of its entry is run again and
-//     completes. A new import of a key with a marker takes the marker over
-//     (its id replaces the old one, the recorded flag is kept), so a re-run
-//     heals an interrupted import; an older import still running then fails
-//     at its next chunk with ErrImportConflict and leaves the key to the
-//     newer one. Imports only add history, so whatever an interrupted import
-//     merged can only add refusals.
+//     completes. Every chunk records when it was committed in the marker.
+//     A new import whose first chunk finds another import's marker touched
+//     less than the store's import idle timeout ago (DefaultImportIdleTimeout;
+//     the store's clock, the database's for Postgres) is refused with
+//     ErrImportInProgress and writes nothing: the other import is running,
+//     and letting the newcomer finish would restore the key's flag while the
+//     running import's entry is only partly merged. An older marker is an
+//     interrupted import's: the new import takes it over (its id replaces the
+//     old one, the recorded flag is kept), so a re-run heals an interrupted
+//     import; should the old import still be alive after all (stalled longer
+//     than the timeout), it fails at its next chunk with ErrImportConflict
+//     and the key is left to the newer one. Imports only add history, so
+//     whatever an interrupted import merged can only add refusals.
 //
 // Entries of one chunk (the common case) are merged in one transaction with
 // no marker, as by ImportValidator (which also clears a marker left by an
-// interrupted import of the key and restores the flag it recorded).
+// interrupted import of the key and restores the flag it recorded, and is
+// refused like a first chunk while another import of the key is running).
 
 // ImportChunk is one piece of one validator entry (see Chunked imports).
 type ImportChunk struct {
@@ -86,6 +96,24 @@ type ChunkImporter interface {
 // the same key took the key over (or completed) after this one began. Nothing
 // of the chunk was written; the key is left to the other import.
 var ErrImportConflict = errors.New("another import of this validator started after this one (this one stopped; import again if it was the only one)")
+
+// ErrImportInProgress: the first chunk of an import found the key's marker held by another
+// import that committed a chunk less than the import idle timeout ago. Nothing was written; the
+// key stays refused until the running import ends. It matches ErrUnavailable (try again later:
+// a keymanager import answers 503).
+var ErrImportInProgress = fmt.Errorf("%w: another import of this validator is in progress (nothing of this entry was imported; import it again once that import has ended)", ErrUnavailable)
+
+// DefaultImportIdleTimeout is how long after its last chunk an import still counts as running
+// (a chunk commits in well under a second; the timeout only tells a live import from a crashed one).
+const DefaultImportIdleTimeout = time.Minute
+
+// ImportMarker is a key refused because of a chunked import (Store.ImportMarkers): one in
+// progress, or one interrupted (Idle beyond the import idle timeout) that needs running again.
+type ImportMarker struct {
+	Pubkey      phase0.BLSPubKey
+	Idle        time.Duration // since the import's last chunk
+	Interrupted bool          // Idle is beyond the import idle timeout
+}
 
 // NewImportID returns a random non-zero import id.
 func NewImportID() uint64 {

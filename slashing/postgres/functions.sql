@@ -36,6 +36,7 @@
 --   9 surrounding the request surrounds recorded vote x1→x2
 --  10 above_high_watermark  blocks: x1 = HW slot; votes: x1 = HW epoch
 --  11 import conflict  a later chunk whose import no longer owns the key's marker
+--  12 import running  a first chunk while another import of the key is running; x1 = ms since its last chunk
 -- The order of the checks is that of slashing.CheckBlock/CheckAttestation
 -- (genesis root first, as slashing.CheckGenesisValidatorsRoot runs before
 -- them). Refusals return (they do not raise), so the transaction commits
@@ -327,24 +328,32 @@ $$;
 -- vigil_import_validator, 0003) under both of the key's advisory locks, and
 -- handles the marker: the first chunk of a multi-chunk entry writes (or takes
 -- over) it and disables the key; a later chunk merges only if the marker
--- carries its import id (verdict 11 otherwise, nothing written); the last
--- chunk sets the watermarks given where the key has none, deletes the marker
--- and restores the recorded flag. A one-chunk entry (first and last) writes no
--- marker and clears one left by an interrupted import.
--- Verdicts: 0 merged, 2 fenced, 3 genesis root mismatch, 11 import conflict.
+-- carries its import id (verdict 11 otherwise, nothing written) and marks it
+-- touched; the last chunk sets the watermarks given where the key has none,
+-- deletes the marker and restores the recorded flag. A one-chunk entry (first
+-- and last) writes no marker and clears one left by an interrupted import.
+-- A first chunk (one-chunk entries too) that finds another import's marker
+-- touched less than p_idle_ms milliseconds ago (database clock) is refused
+-- with verdict 12 and writes nothing: that import is still running, and the
+-- key must stay refused until it ends. An older marker is an interrupted
+-- import's, and is taken over (or cleared).
+-- Verdicts: 0 merged, 2 fenced, 3 genesis root mismatch, 11 import conflict,
+-- 12 import in progress.
+DROP FUNCTION IF EXISTS vigil_import_chunk(bigint, bytea, bytea, bigint, boolean, boolean, bigint[], bytea[], bigint[], bigint[], bytea[], bigint, bigint, bigint);
 CREATE OR REPLACE FUNCTION vigil_import_chunk(
     p_term bigint, p_gvr bytea, p_pubkey bytea, p_import_id bigint, p_first boolean, p_last boolean,
     p_slots bigint[], p_block_roots bytea[],
     p_sources bigint[], p_targets bigint[], p_att_roots bytea[],
-    p_lw_slot bigint, p_lw_source bigint, p_lw_target bigint,
+    p_lw_slot bigint, p_lw_source bigint, p_lw_target bigint, p_idle_ms bigint,
     OUT verdict smallint, OUT x1 bigint, OUT xroot bytea
 ) LANGUAGE plpgsql AS $$
 DECLARE
-    v_term  bigint;
-    v_gvr   bytea;
-    v_id    bigint;
-    v_was   boolean;
-    v_owner bigint;
+    v_term    bigint;
+    v_gvr     bytea;
+    v_id      bigint;
+    v_was     boolean;
+    v_owner   bigint;
+    v_touched timestamptz;
 BEGIN
     v_term := vigil_fence_term();
     IF v_term IS DISTINCT FROM p_term THEN
@@ -358,17 +367,24 @@ BEGIN
     PERFORM vigil_lock_key(1447493633, v_id);
     PERFORM vigil_lock_key(1447493634, v_id);
 
-    SELECT was_enabled, import_id INTO v_was, v_owner FROM import_progress WHERE validator_id = v_id;
+    SELECT was_enabled, import_id, touched_at INTO v_was, v_owner, v_touched FROM import_progress WHERE validator_id = v_id;
+    IF p_first AND v_owner IS NOT NULL AND v_owner <> p_import_id
+       AND v_touched > now() - make_interval(secs => p_idle_ms / 1000.0) THEN
+        verdict := 12; x1 := (extract(epoch FROM now() - v_touched) * 1000)::bigint; RETURN;
+    END IF;
     IF p_first AND NOT p_last THEN
-        IF FOUND THEN
-            UPDATE import_progress SET import_id = p_import_id WHERE validator_id = v_id;
+        IF v_owner IS NOT NULL THEN
+            UPDATE import_progress SET import_id = p_import_id, touched_at = now() WHERE validator_id = v_id;
         ELSE
-            INSERT INTO import_progress (validator_id, was_enabled, import_id)
-            SELECT id, enabled, p_import_id FROM validators WHERE id = v_id;
+            INSERT INTO import_progress (validator_id, was_enabled, import_id, touched_at)
+            SELECT id, enabled, p_import_id, now() FROM validators WHERE id = v_id;
             UPDATE validators SET enabled = false WHERE id = v_id;
         END IF;
-    ELSIF NOT p_first AND (v_owner IS NULL OR v_owner <> p_import_id) THEN
-        verdict := 11; RETURN;
+    ELSIF NOT p_first THEN
+        IF v_owner IS NULL OR v_owner <> p_import_id THEN
+            verdict := 11; RETURN;
+        END IF;
+        UPDATE import_progress SET touched_at = now() WHERE validator_id = v_id;
     END IF;
 
     INSERT INTO signed_blocks AS b (validator_id, slot, signing_root)

@@ -3,6 +3,8 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"math"
+	"time"
 
 	"github.com/attestantio/go-eth2-client/spec/phase0"
 
@@ -12,8 +14,13 @@ import (
 
 var _ slashing.ChunkImporter = (*Store)(nil)
 
-// verdictImportConflict: a later chunk whose import no longer owns the key's marker.
-const verdictImportConflict = 11
+const (
+	// verdictImportConflict: a later chunk whose import no longer owns the key's marker.
+	verdictImportConflict = 11
+	// verdictImportRunning: a first chunk while another import of the key is running (x1 = ms
+	// since its last chunk).
+	verdictImportRunning = 12
+)
 
 // ImportChunk merges one chunk of a validator entry in one transaction (one
 // call of vigil_import_chunk, functions.sql): slashing.MergeBlock /
@@ -55,9 +62,11 @@ func (s *Store) ImportChunk(ctx context.Context, gvr phase0.Root, c slashing.Imp
 	var code int16
 	var current *int64
 	var pinned []byte
-	err := s.pool.QueryRow(ctx, `SELECT verdict, x1, xroot FROM vigil_import_chunk($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
-		term, gvr[:], c.Pubkey[:], int64(c.ImportID), c.First, c.Last, slots, blockRoots, sources, targets, attRoots, lwSlot, lwSource, lwTarget).
+	err := s.pool.QueryRow(ctx, `SELECT verdict, x1, xroot FROM vigil_import_chunk($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+		term, gvr[:], c.Pubkey[:], int64(c.ImportID), c.First, c.Last, slots, blockRoots, sources, targets, attRoots, lwSlot, lwSource, lwTarget,
+		s.ImportIdleTimeout().Milliseconds()).
 		Scan(&code, &current, &pinned)
+	s.noteWrite(err)
 	if err != nil {
 		return unavailable("import", err)
 	}
@@ -72,8 +81,45 @@ func (s *Store) ImportChunk(ctx context.Context, gvr phase0.Root, c slashing.Imp
 		return fmt.Errorf("%w: genesis validators root %#x does not match the database's %#x", slashing.ErrInterchange, gvr[:], pinned)
 	case verdictImportConflict:
 		return fmt.Errorf("%w (pubkey %#x)", slashing.ErrImportConflict, c.Pubkey[:])
+	case verdictImportRunning:
+		return fmt.Errorf("%w (pubkey %#x, its last chunk %s ago)", slashing.ErrImportInProgress, c.Pubkey[:], (time.Duration(deref(current)) * time.Millisecond).Round(time.Millisecond))
 	}
 	return fmt.Errorf("%w: postgres: import: unknown verdict %d", slashing.ErrUnavailable, code)
+}
+
+// SetImportIdleTimeout sets how long after its last chunk an import still counts as running
+// (slashing.DefaultImportIdleTimeout unless Options.ImportIdleTimeout says otherwise).
+func (s *Store) SetImportIdleTimeout(d time.Duration) { s.importIdle.Store(int64(d)) }
+
+// ImportIdleTimeout is the current import idle timeout.
+func (s *Store) ImportIdleTimeout() time.Duration { return time.Duration(s.importIdle.Load()) }
+
+// ImportMarkers lists the keys refused because of a chunked import, in pubkey order (idle time
+// on the database clock).
+func (s *Store) ImportMarkers(ctx context.Context) ([]slashing.ImportMarker, error) {
+	if err := s.enter(ctx, "listing import markers"); err != nil {
+		return nil, err
+	}
+	rows, err := s.pool.Query(ctx, `SELECT v.pubkey, CASE WHEN ip.touched_at = '-infinity' THEN 9223372036854775807
+			ELSE (extract(epoch FROM now() - ip.touched_at) * 1000)::bigint END
+		FROM import_progress ip JOIN validators v ON v.id = ip.validator_id ORDER BY v.pubkey`)
+	if err != nil {
+		return nil, unavailable("listing import markers", err)
+	}
+	defer rows.Close()
+	limit := s.ImportIdleTimeout()
+	var out []slashing.ImportMarker
+	for rows.Next() {
+		var pk []byte
+		var idleMS int64
+		if err := rows.Scan(&pk, &idleMS); err != nil {
+			return nil, unavailable("listing import markers", err)
+		}
+		m := slashing.ImportMarker{Pubkey: phase0.BLSPubKey(pk), Idle: time.Duration(min(idleMS, math.MaxInt64/int64(time.Millisecond))) * time.Millisecond}
+		m.Interrupted = m.Idle >= limit
+		out = append(out, m)
+	}
+	return out, unavailable("listing import markers", rows.Err())
 }
 
 // Importing reports whether pubkey has an import marker (a chunked import in

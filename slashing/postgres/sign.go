@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/attestantio/go-eth2-client/spec/phase0"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/vigil-signer/vigil/slashing"
 	"github.com/vigil-signer/vigil/slashing/internal/column"
@@ -88,10 +89,43 @@ func (s *Store) writeRow(ctx context.Context, op, sql string, args []any, dest .
 	if cc != nil && cc.notReplicated.Swap(false) && err == nil {
 		err = ErrNotReplicated
 	}
+	s.noteWrite(err)
 	if err != nil {
 		return unavailable(op, err)
 	}
 	return nil
+}
+
+// noteWrite records whether a write failed because the server cannot write (read-only, disk
+// full, I/O error, not replicated) for Ping: health stays DOWN from such a failure until a write
+// succeeds. Other errors (a lost connection, a cancelled request) say nothing about writability.
+func (s *Store) noteWrite(err error) {
+	if err == nil {
+		if p := s.writeOK.Load(); p != nil {
+			s.writeOK.CompareAndSwap(p, nil)
+		}
+		return
+	}
+	if writeFailure(err) {
+		s.writeOK.Store(&writeState{err: err})
+	}
+}
+
+// writeFailure: SQLSTATE class 25 (read-only transaction: a hot standby, default_transaction_read_only),
+// 53 (insufficient resources: disk full, out of memory), 58 (I/O error), or a commit not replicated.
+func writeFailure(err error) bool {
+	if errors.Is(err, ErrNotReplicated) {
+		return true
+	}
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || len(pe.Code) < 2 {
+		return false
+	}
+	switch pe.Code[:2] {
+	case "25", "53", "58":
+		return true
+	}
+	return false
 }
 
 func (s *Store) count(err error) error {

@@ -53,7 +53,14 @@ type Options struct {
 	// become a fresh, empty slashing history (vigil serve
 	// --init-slashing-protection, vigil slashing init).
 	Create bool
+	// ImportIdleTimeout is how long after its last chunk a chunked import still counts as
+	// running (default slashing.DefaultImportIdleTimeout; see "Chunked imports"), on the
+	// database clock.
+	ImportIdleTimeout time.Duration
 }
+
+// writeState is a write that failed because the server cannot write.
+type writeState struct{ err error }
 
 // Validate reports the first bad field.
 func (o Options) Validate() error {
@@ -62,7 +69,7 @@ func (o Options) Validate() error {
 		return errors.New("postgres: Options.Term must not be negative")
 	case o.MaxConns < 0:
 		return errors.New("postgres: Options.MaxConns must not be negative")
-	case o.ConnectTimeout < 0 || o.StatementTimeout < 0 || o.LockTimeout < 0:
+	case o.ConnectTimeout < 0 || o.StatementTimeout < 0 || o.LockTimeout < 0 || o.ImportIdleTimeout < 0:
 		return errors.New("postgres: Options timeouts must not be negative")
 	}
 	return nil
@@ -80,6 +87,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.LockTimeout == 0 {
 		o.LockTimeout = 10 * time.Second
+	}
+	if o.ImportIdleTimeout == 0 {
+		o.ImportIdleTimeout = slashing.DefaultImportIdleTimeout
 	}
 	return o
 }
@@ -115,6 +125,9 @@ type Store struct {
 	closeOnce sync.Once
 
 	created bool // Open created the schema
+
+	writeOK    atomic.Pointer[writeState] // the last write failure for health; nil: none since the last success
+	importIdle atomic.Int64               // import idle timeout, nanoseconds
 
 	roundTrips, signs, recorded, refused, fencedN atomic.Uint64
 }
@@ -203,6 +216,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	}
 	s := &Store{opts: opts}
 	s.term.Store(opts.Term)
+	s.importIdle.Store(int64(opts.ImportIdleTimeout))
 	configure(pcfg.ConnConfig, opts, &s.roundTrips)
 	if opts.MaxConns > 0 {
 		pcfg.MaxConns = opts.MaxConns
@@ -305,11 +319,24 @@ func (s *Store) Ping(ctx context.Context) error {
 		return err
 	}
 	var v int
-	if err := s.pool.QueryRow(ctx, "SELECT version FROM schema_version WHERE id = 1").Scan(&v); err != nil {
+	var recovery bool
+	var readOnly string
+	if err := s.pool.QueryRow(ctx, "SELECT version, pg_is_in_recovery(), current_setting('transaction_read_only') FROM schema_version WHERE id = 1").Scan(&v, &recovery, &readOnly); err != nil {
 		return unavailable("ping", err)
 	}
 	if v != SchemaVersion {
 		return fmt.Errorf("%w: postgres: ping: schema version is %d, this Vigil uses %d", slashing.ErrUnavailable, v, SchemaVersion)
+	}
+	switch {
+	case recovery:
+		return fmt.Errorf("%w: postgres: the server is a read-only hot standby (pg_is_in_recovery): Vigil records every signature before releasing it, so point it at the primary", slashing.ErrUnavailable)
+	case readOnly == "on":
+		return fmt.Errorf("%w: postgres: transactions are read-only (default_transaction_read_only): Vigil records every signature before releasing it", slashing.ErrUnavailable)
+	}
+	if w := s.writeOK.Load(); w != nil {
+		// Reads work, but the last write failed for a reason of the server (read-only, disk
+		// full, I/O error, not replicated): DOWN until a write succeeds (every request tries one).
+		return fmt.Errorf("%w: postgres: the last write failed (%v); DOWN until a write succeeds", slashing.ErrUnavailable, w.err)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/attestantio/go-eth2-client/spec/phase0"
 
@@ -17,6 +18,23 @@ func runChunked(t *testing.T, open func(t *testing.T) slashing.Store) {
 	t.Run("ChunkedImportMatchesOnePiece", func(t *testing.T) { testChunkedMatchesOnePiece(t, open) })
 	t.Run("ChunkedImportRefusesTheKeyBetweenChunks", func(t *testing.T) { testChunkedRefusesBetween(t, fresh(t, open)) })
 	t.Run("ChunkedImportInterruptedStaysRefused", func(t *testing.T) { testChunkedInterrupted(t, fresh(t, open)) })
+	t.Run("ChunkedImportRunningIsNotCutShort", func(t *testing.T) { testChunkedRunning(t, fresh(t, open)) })
+}
+
+// importMarkers is the part of a store that reports and times import markers (every store of
+// this project has it).
+type importMarkers interface {
+	SetImportIdleTimeout(time.Duration)
+	ImportMarkers(ctx context.Context) ([]slashing.ImportMarker, error)
+}
+
+func markersOf(t *testing.T, s slashing.Store) importMarkers {
+	t.Helper()
+	im, ok := s.(importMarkers)
+	if !ok {
+		t.Fatalf("%T does not report import markers (SetImportIdleTimeout, ImportMarkers)", s)
+	}
+	return im
 }
 
 // chunkedHistory is an entry with duplicates, unknown roots and unordered messages, so the
@@ -181,6 +199,13 @@ func testChunkedInterrupted(t *testing.T, s slashing.Store) {
 	if got := outcome(s.SignAttestation(ctx, a)); got != string(slashing.ValidatorDisabled) {
 		t.Fatalf("after an interrupted import: %s, want validator_disabled", got)
 	}
+	// Once the idle timeout has passed since its last chunk (0 here: at once), the import counts
+	// as interrupted, and health can say so.
+	im := markersOf(t, s)
+	im.SetImportIdleTimeout(0)
+	if ms, err := im.ImportMarkers(ctx); err != nil || len(ms) != 1 || ms[0].Pubkey != Key(1) || !ms[0].Interrupted {
+		t.Fatalf("ImportMarkers after the crash: %+v, %v; want Key(1) interrupted", ms, err)
+	}
 	// A re-run (new id) takes the key over and completes.
 	h := H(1, []slashing.SignedBlock{B(10, 1)}, []slashing.SignedAttestation{A(1, 2, 1), A(2, 3, 1), A(3, 4, 1)})
 	if _, err := slashing.Import(ctx, s, bytes.NewReader(Document(GVR, h)), slashing.ImportOptions{ChunkSize: 2}); err != nil {
@@ -206,5 +231,64 @@ func testChunkedInterrupted(t *testing.T, s slashing.Store) {
 	}
 	if got := outcome(s.SignBlock(ctx, slashing.Block{Pubkey: Key(3), Slot: 2, SigningRoot: Root(1), GenesisValidatorsRoot: GVR})); got != "accepted" {
 		t.Fatalf("after a one-piece re-import: %s, want accepted", got)
+	}
+	if ms, err := im.ImportMarkers(ctx); err != nil || len(ms) != 0 {
+		t.Fatalf("ImportMarkers after the re-runs: %+v, %v; want none", ms, err)
+	}
+}
+
+// A second import of a key while a first one is running (its last chunk within the idle
+// timeout) is refused with nothing written, in both forms (chunked and one piece): letting it
+// complete would restore the key's flag while the first import's entry is only partly merged.
+// The running import then completes, and only then is the key signed for.
+func testChunkedRunning(t *testing.T, s slashing.Store) {
+	ctx := context.Background()
+	ci, ok := s.(slashing.ChunkImporter)
+	if !ok {
+		t.Fatalf("%T does not implement slashing.ChunkImporter", s)
+	}
+	im := markersOf(t, s)
+	im.SetImportIdleTimeout(time.Hour)
+	// The running import: its first chunk is in; its last chunk holds vote 5→6.
+	if err := ci.ImportChunk(ctx, GVR, slashing.ImportChunk{Pubkey: Key(1), ImportID: 7, First: true,
+		SignedAttestations: []slashing.SignedAttestation{A(1, 2, 1)}}); err != nil {
+		t.Fatal(err)
+	}
+	if ms, err := im.ImportMarkers(ctx); err != nil || len(ms) != 1 || ms[0].Pubkey != Key(1) || ms[0].Interrupted {
+		t.Fatalf("ImportMarkers while running: %+v, %v; want Key(1), not interrupted", ms, err)
+	}
+	// A second, chunked import of the same key: refused, nothing written.
+	second := H(1, []slashing.SignedBlock{B(50, 1)}, []slashing.SignedAttestation{A(2, 3, 1), A(3, 4, 1), A(4, 5, 1)})
+	if _, err := slashing.Import(ctx, s, bytes.NewReader(Document(GVR, second)), slashing.ImportOptions{ChunkSize: 2}); !errors.Is(err, slashing.ErrImportInProgress) {
+		t.Fatalf("a chunked import while another runs: %v, want ErrImportInProgress", err)
+	}
+	// And in one piece: refused too (it would have cleared the marker).
+	if err := s.ImportValidator(ctx, GVR, second); !errors.Is(err, slashing.ErrImportInProgress) {
+		t.Fatalf("a one-piece import while another runs: %v, want ErrImportInProgress", err)
+	}
+	if got := outcome(s.SignAttestation(ctx, slashing.Attestation{Pubkey: Key(1), SourceEpoch: 5, TargetEpoch: 6, SigningRoot: Root(9), GenesisValidatorsRoot: GVR})); got != string(slashing.ValidatorDisabled) {
+		t.Fatalf("while the first import runs: %s, want validator_disabled", got)
+	}
+	// The running import is not disturbed: its later chunks go in and its last one ends it.
+	if err := ci.ImportChunk(ctx, GVR, slashing.ImportChunk{Pubkey: Key(1), ImportID: 7,
+		SignedAttestations: []slashing.SignedAttestation{A(3, 4, 1)}}); err != nil {
+		t.Fatalf("the running import's next chunk: %v", err)
+	}
+	lw := slashing.LowWatermarks{}
+	slashing.AddWatermarks(&lw, nil, []slashing.SignedAttestation{A(1, 2, 1), A(3, 4, 1), A(5, 6, 1)})
+	if err := ci.ImportChunk(ctx, GVR, slashing.ImportChunk{Pubkey: Key(1), ImportID: 7, Last: true,
+		SignedAttestations: []slashing.SignedAttestation{A(5, 6, 1)}, Watermarks: lw}); err != nil {
+		t.Fatalf("the running import's last chunk: %v", err)
+	}
+	// The whole first entry is in: its last vote is a repeat, a conflicting one a double vote.
+	if got := outcome(s.SignAttestation(ctx, slashing.Attestation{Pubkey: Key(1), SourceEpoch: 5, TargetEpoch: 6, SigningRoot: Root(9), GenesisValidatorsRoot: GVR})); got != string(slashing.DoubleVote) {
+		t.Fatalf("after the first import: a conflicting 5→6 is %s, want %s", got, slashing.DoubleVote)
+	}
+	// Now the second import goes in.
+	if _, err := slashing.Import(ctx, s, bytes.NewReader(Document(GVR, second)), slashing.ImportOptions{ChunkSize: 2}); err != nil {
+		t.Fatalf("the second import after the first ended: %v", err)
+	}
+	if got := outcome(s.SignAttestation(ctx, slashing.Attestation{Pubkey: Key(1), SourceEpoch: 6, TargetEpoch: 7, SigningRoot: Root(9), GenesisValidatorsRoot: GVR})); got != "accepted" {
+		t.Fatalf("after both imports: %s, want accepted", got)
 	}
 }

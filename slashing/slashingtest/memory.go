@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/attestantio/go-eth2-client/spec/phase0"
 
@@ -26,6 +27,8 @@ type Memory struct {
 	// importing holds the import markers of keys whose chunked import is in
 	// progress (see slashing.ChunkImporter).
 	importing map[phase0.BLSPubKey]*memImport
+	// importIdle is the import idle timeout (nil: slashing.DefaultImportIdleTimeout).
+	importIdle *time.Duration
 }
 
 type memKey struct {
@@ -168,6 +171,9 @@ func (m *Memory) ImportValidator(ctx context.Context, gvr phase0.Root, h slashin
 	defer m.mu.Unlock()
 	if m.gvr != nil && *m.gvr != gvr {
 		return fmt.Errorf("%w: genesis validators root %#x does not match the database's %#x", slashing.ErrInterchange, gvr[:], m.gvr[:])
+	}
+	if err := m.checkRunning(h.Pubkey, 0); err != nil {
+		return err
 	}
 	m.pin(gvr)
 	k := m.key(h.Pubkey)

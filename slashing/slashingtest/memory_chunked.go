@@ -1,8 +1,11 @@
 package slashingtest
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"slices"
+	"time"
 
 	"github.com/attestantio/go-eth2-client/spec/phase0"
 
@@ -12,6 +15,46 @@ import (
 type memImport struct {
 	id         uint64
 	wasEnabled bool
+	touched    time.Time
+}
+
+// SetImportIdleTimeout sets how long after its last chunk an import still counts as running.
+func (m *Memory) SetImportIdleTimeout(d time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.importIdle = &d
+}
+
+func (m *Memory) idleTimeout() time.Duration {
+	if m.importIdle == nil {
+		return slashing.DefaultImportIdleTimeout
+	}
+	return *m.importIdle
+}
+
+// checkRunning refuses the first chunk of import id while another import of pk is running.
+func (m *Memory) checkRunning(pk phase0.BLSPubKey, id uint64) error {
+	if mi := m.importing[pk]; mi != nil && mi.id != id {
+		if idle := time.Since(mi.touched); idle < m.idleTimeout() {
+			return fmt.Errorf("%w (pubkey %#x, its last chunk %s ago)", slashing.ErrImportInProgress, pk[:], idle.Round(time.Millisecond))
+		}
+	}
+	return nil
+}
+
+// ImportMarkers lists the keys refused because of a chunked import, in pubkey order.
+func (m *Memory) ImportMarkers(ctx context.Context) ([]slashing.ImportMarker, error) {
+	if err := m.enter(ctx); err != nil {
+		return nil, err
+	}
+	defer m.mu.Unlock()
+	out := make([]slashing.ImportMarker, 0, len(m.importing))
+	for pk, mi := range m.importing {
+		idle := time.Since(mi.touched)
+		out = append(out, slashing.ImportMarker{Pubkey: pk, Idle: idle, Interrupted: idle >= m.idleTimeout()})
+	}
+	slices.SortFunc(out, func(a, b slashing.ImportMarker) int { return bytes.Compare(a.Pubkey[:], b.Pubkey[:]) })
+	return out, nil
 }
 
 // ImportChunk implements slashing.ChunkImporter (the reference semantics of
@@ -24,6 +67,11 @@ func (m *Memory) ImportChunk(ctx context.Context, gvr phase0.Root, c slashing.Im
 	if m.gvr != nil && *m.gvr != gvr {
 		return fmt.Errorf("%w: genesis validators root %#x does not match the database's %#x", slashing.ErrInterchange, gvr[:], m.gvr[:])
 	}
+	if c.First {
+		if err := m.checkRunning(c.Pubkey, c.ImportID); err != nil {
+			return err
+		}
+	}
 	mi := m.importing[c.Pubkey]
 	switch {
 	case c.First && !c.Last:
@@ -34,10 +82,12 @@ func (m *Memory) ImportChunk(ctx context.Context, gvr phase0.Root, c slashing.Im
 			mi = &memImport{wasEnabled: !m.key(c.Pubkey).disabled}
 			m.importing[c.Pubkey] = mi
 		}
-		mi.id = c.ImportID
+		mi.id, mi.touched = c.ImportID, time.Now()
 		m.key(c.Pubkey).disabled = true
 	case !c.First && (mi == nil || mi.id != c.ImportID):
 		return fmt.Errorf("%w (pubkey %#x)", slashing.ErrImportConflict, c.Pubkey[:])
+	case !c.First:
+		mi.touched = time.Now()
 	}
 	m.pin(gvr)
 	k := m.key(c.Pubkey)

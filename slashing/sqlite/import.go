@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"time"
 
 	"github.com/attestantio/go-eth2-client/spec/phase0"
 
@@ -18,9 +19,10 @@ var _ slashing.ChunkImporter = (*Store)(nil)
 // transaction of the single writer, so it is serialised with every sign
 // batch: a signature is checked either before a chunk's commit or after it.
 const (
-	qGetImport    = `SELECT was_enabled, import_id FROM import_progress WHERE validator_id = ?`
-	qStartImport  = `INSERT INTO import_progress (validator_id, was_enabled, import_id) SELECT id, enabled, ?2 FROM validators WHERE id = ?1`
-	qTakeImport   = `UPDATE import_progress SET import_id = ?2 WHERE validator_id = ?1`
+	qGetImport    = `SELECT was_enabled, import_id, touched_at FROM import_progress WHERE validator_id = ?`
+	qStartImport  = `INSERT INTO import_progress (validator_id, was_enabled, import_id, touched_at) SELECT id, enabled, ?2, ?3 FROM validators WHERE id = ?1`
+	qTakeImport   = `UPDATE import_progress SET import_id = ?2, touched_at = ?3 WHERE validator_id = ?1`
+	qTouchImport  = `UPDATE import_progress SET touched_at = ?2 WHERE validator_id = ?1`
 	qEndImport    = `DELETE FROM import_progress WHERE validator_id = ?`
 	qSetEnabledID = `UPDATE validators SET enabled = ?2 WHERE id = ?1`
 	qImportFlag   = `UPDATE import_progress SET was_enabled = ?2
@@ -52,28 +54,36 @@ func (s *Store) ImportChunk(ctx context.Context, gvr phase0.Root, c slashing.Imp
 			return err
 		}
 		var wasEnabled bool
-		var owner int64
+		var owner, touched int64
 		marked := true
-		switch err := tx.QueryRowContext(ctx, qGetImport, id).Scan(&wasEnabled, &owner); {
+		switch err := tx.QueryRowContext(ctx, qGetImport, id).Scan(&wasEnabled, &owner, &touched); {
 		case err == sql.ErrNoRows:
 			marked = false
 		case err != nil:
 			return err
 		}
+		now := s.now().UnixMilli()
+		idle := time.Duration(now-touched) * time.Millisecond
 		switch {
+		case c.First && marked && owner != int64(c.ImportID) && idle < s.ImportIdleTimeout():
+			return fmt.Errorf("%w (pubkey %#x, its last chunk %s ago)", slashing.ErrImportInProgress, c.Pubkey[:], idle.Round(time.Millisecond))
 		case c.First && !c.Last && !marked:
-			if _, err := tx.ExecContext(ctx, qStartImport, id, int64(c.ImportID)); err != nil {
+			if _, err := tx.ExecContext(ctx, qStartImport, id, int64(c.ImportID), now); err != nil {
 				return err
 			}
 			if _, err := tx.ExecContext(ctx, qSetEnabledID, id, false); err != nil {
 				return err
 			}
-		case c.First && !c.Last: // take over an interrupted (or older) import's marker
-			if _, err := tx.ExecContext(ctx, qTakeImport, id, int64(c.ImportID)); err != nil {
+		case c.First && !c.Last: // take over an interrupted import's marker
+			if _, err := tx.ExecContext(ctx, qTakeImport, id, int64(c.ImportID), now); err != nil {
 				return err
 			}
 		case !c.First && (!marked || owner != int64(c.ImportID)):
 			return fmt.Errorf("%w (pubkey %#x)", slashing.ErrImportConflict, c.Pubkey[:])
+		case !c.First && !c.Last:
+			if _, err := tx.ExecContext(ctx, qTouchImport, id, now); err != nil {
+				return err
+			}
 		}
 		ib := tx.StmtContext(ctx, s.st.importBlock)
 		for _, b := range c.SignedBlocks {
@@ -130,6 +140,35 @@ func (s *Store) setEnabled(ctx context.Context, tx *sql.Tx, pubkey phase0.BLSPub
 	}
 	_, err = tx.StmtContext(ctx, s.st.setEnabled).ExecContext(ctx, pubkey[:], enabled)
 	return err
+}
+
+// SetImportIdleTimeout sets how long after its last chunk an import still counts as running
+// (slashing.DefaultImportIdleTimeout unless Options.ImportIdleTimeout says otherwise).
+func (s *Store) SetImportIdleTimeout(d time.Duration) { s.importIdle.Store(int64(d)) }
+
+// ImportIdleTimeout is the current import idle timeout.
+func (s *Store) ImportIdleTimeout() time.Duration { return time.Duration(s.importIdle.Load()) }
+
+// ImportMarkers lists the keys refused because of a chunked import, in pubkey order.
+func (s *Store) ImportMarkers(ctx context.Context) ([]slashing.ImportMarker, error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT v.pubkey, ip.touched_at FROM import_progress ip JOIN validators v ON v.id = ip.validator_id ORDER BY v.pubkey`)
+	if err != nil {
+		return nil, unavailable("listing import markers", err)
+	}
+	defer rows.Close()
+	now, limit := s.now(), s.ImportIdleTimeout()
+	var out []slashing.ImportMarker
+	for rows.Next() {
+		var pk []byte
+		var touched int64
+		if err := rows.Scan(&pk, &touched); err != nil {
+			return nil, unavailable("listing import markers", err)
+		}
+		m := slashing.ImportMarker{Pubkey: phase0.BLSPubKey(pk), Idle: now.Sub(time.UnixMilli(touched))}
+		m.Interrupted = m.Idle >= limit
+		out = append(out, m)
+	}
+	return out, unavailable("listing import markers", rows.Err())
 }
 
 // Importing reports whether pubkey has an import marker (a chunked import in

@@ -47,6 +47,9 @@ type Options struct {
 	// the whole file (about a second per few hundred MB); skip it only where
 	// startup time matters more than finding a damaged file early.
 	SkipIntegrityCheck bool
+	// ImportIdleTimeout is how long after its last chunk a chunked import still counts as
+	// running (default slashing.DefaultImportIdleTimeout; see "Chunked imports").
+	ImportIdleTimeout time.Duration
 }
 
 // Validate reports the first bad field.
@@ -58,6 +61,8 @@ func (o Options) Validate() error {
 		return errors.New("sqlite: Options.MaxBatch must not be negative")
 	case o.ReadConnections < 0:
 		return errors.New("sqlite: Options.ReadConnections must not be negative")
+	case o.ImportIdleTimeout < 0:
+		return errors.New("sqlite: Options.ImportIdleTimeout must not be negative")
 	}
 	return nil
 }
@@ -71,6 +76,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.ReadConnections == 0 {
 		o.ReadConnections = 4
+	}
+	if o.ImportIdleTimeout == 0 {
+		o.ImportIdleTimeout = slashing.DefaultImportIdleTimeout
 	}
 	return o
 }
@@ -109,6 +117,9 @@ type Store struct {
 	created bool                       // Open created the database
 	writeOK atomic.Pointer[writeState] // outcome of the last write (health)
 
+	importIdle atomic.Int64     // import idle timeout, nanoseconds
+	now        func() time.Time // the clock of import markers
+
 	commits, signRequests, recorded atomic.Uint64
 }
 
@@ -143,7 +154,8 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	wdb.SetMaxIdleConns(1)
 	wdb.SetConnMaxLifetime(0)
 	wdb.SetConnMaxIdleTime(0)
-	s := &Store{path: abs, opts: opts, wdb: wdb, created: created}
+	s := &Store{path: abs, opts: opts, wdb: wdb, created: created, now: time.Now}
+	s.importIdle.Store(int64(opts.ImportIdleTimeout))
 	if err := s.open(ctx, base, busy); err != nil {
 		_ = wdb.Close()
 		if s.rdb != nil {
