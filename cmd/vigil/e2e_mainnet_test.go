@@ -197,6 +197,10 @@ func TestE2EMainnet(t *testing.T) {
 				wantSignature(t, c.key, c.root, sig)
 			})
 		}
+		// The deposit for another network says at info which fork version it was signed for.
+		if log := v.Stderr.waitFor(t, "deposit signed", 10*time.Second); !strings.Contains(log, "0x10000910") {
+			t.Errorf("the deposit's fork version is not logged:\n%s", log)
+		}
 	})
 
 	// A repeatable request (RANDAO is not slashing-protected) and its expected signature.

@@ -147,6 +147,18 @@ func testEnv() []string {
 // kills the process when the test ends. Its stderr is logged if the test failed.
 func start(t *testing.T, args ...string) *vigil {
 	t.Helper()
+	return startProc(t, procOptions{init: true}, args...)
+}
+
+// procOptions change how startProc runs vigil serve.
+type procOptions struct {
+	init bool     // add --init-slashing-protection (create the database on a first start)
+	wrap []string // run vigil through this command (argv before vigil's own), e.g. a shell
+}
+
+// startProc is start with options.
+func startProc(t *testing.T, o procOptions, args ...string) *vigil {
+	t.Helper()
 	dataDir := ""
 	for i, a := range args {
 		if a == "--data-dir" && i+1 < len(args) {
@@ -161,8 +173,13 @@ func start(t *testing.T, args ...string) *vigil {
 	_ = os.Remove(portsFile)
 
 	v := &vigil{DataDir: dataDir, Stdout: newOutBuf(), Stderr: newOutBuf(), exited: make(chan struct{})}
-	// --init-slashing-protection: create the database on a first start (a no-op on a restart).
-	v.cmd = exec.Command(vigilBin, append([]string{"serve", "--http-listen-port", "0", "--metrics-listen-port", "0", "--init-slashing-protection"}, args...)...)
+	argv := []string{vigilBin, "serve", "--http-listen-port", "0", "--metrics-listen-port", "0"}
+	if o.init {
+		// Create the database on a first start (a no-op on a restart).
+		argv = append(argv, "--init-slashing-protection")
+	}
+	argv = append(append(o.wrap, argv...), args...)
+	v.cmd = exec.Command(argv[0], argv[1:]...)
 	v.cmd.Stdout, v.cmd.Stderr, v.cmd.Env = v.Stdout, v.Stderr, testEnv()
 	if err := v.cmd.Start(); err != nil {
 		t.Fatalf("start vigil: %v", err)

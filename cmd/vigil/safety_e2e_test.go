@@ -308,6 +308,29 @@ func TestE2EGenesisAndFarFutureGuard(t *testing.T) {
 	if code, out := runServe(t, append([]string{"--network", cfg, "--data-dir", t.TempDir(), "--init-slashing-protection", "--beacon-node-url", bn("0x20000001").URL}, keys...)...); code != 1 || !strings.Contains(out, "another chain") {
 		t.Fatalf("beacon node of another chain: exit %d\n%s", code, out)
 	}
+
+	// A custom network's root given by --genesis-validators-root: a request carrying another is
+	// a 400 and pins nothing; the given root signs. (minimal preset, 6 s slots: epoch 75 now.)
+	given := bytes.Repeat([]byte{0x77}, 32)
+	customFork := phase0.Fork{PreviousVersion: phase0.Version{0x10, 0, 0, 1}, CurrentVersion: phase0.Version{0x10, 0, 0, 1}}
+	customVote := func(root []byte) map[string]any {
+		req := signingtest.AttestationRequest(customFork, signingtest.AttestationData(74*8, 73, 74, 1))
+		req["fork_info"].(map[string]any)["genesis_validators_root"] = signingtest.Hex(root)
+		return req
+	}
+	g := start(t, append([]string{"--network", cfg, "--genesis-time", strconv.FormatInt(genesis, 10), "--genesis-validators-root", signingtest.Hex(given)}, keys...)...)
+	if log := g.Stderr.waitFor(t, "far-future guard on", 10*time.Second); !strings.Contains(log, "genesis validators root known") || !strings.Contains(log, signingtest.Hex(given)) {
+		t.Errorf("--genesis-validators-root not used:\n%s", log)
+	}
+	wantError(t, g.signJSON(t, pub, customVote(bytes.Repeat([]byte{0x5a}, 32))), http.StatusBadRequest, "not the genesis validators root")
+	signature(t, g.signJSON(t, pub, customVote(given)))
+	g.stop(t)
+	// With no root known at all, the start says that the first request will pin it (WARN).
+	u := start(t, append([]string{"--network", cfg, "--genesis-time", strconv.FormatInt(genesis, 10)}, keys...)...)
+	if log := u.Stderr.waitFor(t, "far-future guard on", 10*time.Second); !strings.Contains(log, "genesis validators root unknown: the first block or attestation signed pins it") {
+		t.Errorf("an unknown root is not announced:\n%s", log)
+	}
+	u.stop(t)
 }
 
 // A database pinned to another chain's genesis validators root (here by an import) is a start-up
