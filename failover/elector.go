@@ -107,7 +107,8 @@ type Config struct {
 	// Promote runs after the fence confirmed a new term and before the instance signs (shared
 	// keystores are synced here). Its error is logged; it does not stop the promotion.
 	Promote func(ctx context.Context, term int64) error
-	// KeysChanged runs on a standby when the observed KeysVersion changes.
+	// KeysChanged runs on a standby when the observed KeysVersion changes, and at the first
+	// observation after it became standby.
 	KeysChanged func(ctx context.Context, version int64)
 	// OnTransition sees every change of role (metrics, tests). It must not block.
 	OnTransition func(Transition)
@@ -426,7 +427,9 @@ func (e *Elector) observe(ctx context.Context, keysVersion *int64, evict bool) {
 	}
 	e.publish(s)
 	if *keysVersion != l.KeysVersion {
-		if *keysVersion >= 0 && e.cfg.KeysChanged != nil {
+		// Also at the first observation of a campaign (-1): a change made between this
+		// instance's last sync (at start, or while it led) and now is not missed.
+		if e.cfg.KeysChanged != nil {
 			e.cfg.KeysChanged(ctx, l.KeysVersion)
 		}
 		*keysVersion = l.KeysVersion

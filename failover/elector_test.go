@@ -25,12 +25,22 @@ type testElector struct {
 // newTestElector returns an elector on db with a fake clock; fence defaults to db.
 func newTestElector(t *testing.T, db *fakeDB, id string, fence Fence) *testElector {
 	t.Helper()
+	return newTestElectorWith(t, db, id, fence, nil)
+}
+
+// newTestElectorWith is newTestElector with mod applied to the config.
+func newTestElectorWith(t *testing.T, db *fakeDB, id string, fence Fence, mod func(*Config)) *testElector {
+	t.Helper()
 	if fence == nil {
 		fence = db
 	}
 	te := &testElector{b: &fakeBackend{db: db, id: id}, transitions: make(chan Transition, 64)}
-	e, err := New(Config{ID: id, AdvertiseURL: "http://" + id, Backend: te.b, Fence: fence, Lease: lease, Margin: margin,
-		Clock: db.clock, OnTransition: func(tr Transition) { te.transitions <- tr }})
+	cfg := Config{ID: id, AdvertiseURL: "http://" + id, Backend: te.b, Fence: fence, Lease: lease, Margin: margin,
+		Clock: db.clock, OnTransition: func(tr Transition) { te.transitions <- tr }}
+	if mod != nil {
+		mod(&cfg)
+	}
+	e, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -319,5 +329,52 @@ func TestStepDownHandsOver(t *testing.T) {
 	var nl *NotLeaderError
 	if err := a.CheckLeader(context.Background()); !errors.As(err, &nl) {
 		t.Fatal(err)
+	}
+}
+
+// A standby syncs the shared keys at its first observation (a change made between its start and
+// then is not missed) and whenever their version moves, never while it leads.
+func TestStandbyFollowsSharedKeys(t *testing.T) {
+	c := newFakeClock()
+	db := newFakeDB(c)
+	a := newTestElector(t, db, "a", nil)
+	a.start(t)
+	a.wantTransition(t, Leader)
+	db.mu.Lock()
+	db.keys = 5
+	db.mu.Unlock()
+	synced := make(chan int64, 16)
+	b := newTestElectorWith(t, db, "b", nil, func(cfg *Config) {
+		cfg.KeysChanged = func(_ context.Context, v int64) { synced <- v }
+	})
+	b.start(t)
+	wantSync := func(want int64) {
+		t.Helper()
+		for {
+			select {
+			case v := <-synced:
+				if v == want {
+					return
+				}
+				t.Fatalf("synced at version %d, want %d", v, want)
+			case <-time.After(10 * time.Second): // a guard against a hung test
+				t.Fatalf("no sync at version %d", want)
+			}
+		}
+	}
+	wantSync(5) // the first observation
+	db.mu.Lock()
+	db.keys = 6
+	db.mu.Unlock()
+	for {
+		c.advance(a.cfg.ObserveEvery) // renewals keep a leading; b observes again
+		select {
+		case v := <-synced:
+			if v != 6 {
+				t.Fatalf("synced at version %d, want 6", v)
+			}
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
 }

@@ -79,6 +79,7 @@ type fakeDB struct {
 	fence      int64
 	fenceLog   []int64
 	changed    chan struct{}
+	keys       int64 // the shared keystores' version (Lease.KeysVersion)
 }
 
 func newFakeDB(c *fakeClock) *fakeDB {
@@ -198,7 +199,7 @@ func (b *fakeBackend) Observe(context.Context) (Lease, error) {
 	b.db.mu.Lock()
 	defer b.db.mu.Unlock()
 	now := b.db.clock.Now()
-	return Lease{Holder: b.db.holder, Term: b.db.term, Valid: b.db.validUntil.After(now), StepDown: b.db.stepDown}, nil
+	return Lease{Holder: b.db.holder, Term: b.db.term, Valid: b.db.validUntil.After(now), StepDown: b.db.stepDown, KeysVersion: b.db.keys}, nil
 }
 
 func (b *fakeBackend) Evict(_ context.Context, term int64) (bool, error) {

@@ -159,6 +159,36 @@ func (f *haFlags) shareKeys(store slashing.Store, managed *keyset.Managed, kmEna
 	}, nil
 }
 
+// watchSharedKeystores brings changes of the shared keystore table that another writer made
+// (`vigil keys import --to shared`, the other instance before a takeover) into this instance
+// while it leads: every interval it reads the table's version and syncs when it moved. A standby
+// follows the table through the elector's observations (KeysChanged).
+func watchSharedKeystores(ctx context.Context, pg *postgres.Store, every time.Duration, leading func() bool, sync func(ctx context.Context, upload bool), log *slog.Logger) {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	seen := int64(-1)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if !leading() {
+			seen = -1 // the standby path syncs meanwhile; read afresh once leading
+			continue
+		}
+		v, err := pg.ManagedKeystoresVersion(ctx)
+		if err != nil {
+			log.Debug("ha: cannot read the shared keystores' version", "err", err)
+			continue
+		}
+		if v != seen { // and once when leading begins: nothing written since the promotion's sync is missed
+			sync(ctx, false)
+			seen = v
+		}
+	}
+}
+
 // sharedKeystores adapts the Postgres store's managed_keystores table to keyset.SharedKeystores.
 type sharedKeystores struct{ s *postgres.Store }
 

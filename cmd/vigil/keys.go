@@ -28,9 +28,12 @@ import (
 )
 
 const keysUsage = `Usage:
-  vigil keys import --to local|vault|hsm --keystores DIR|FILE (--password-file F | --passwords-path D) [flags]
-  vigil keys list   [--from local|vault|hsm|all] [flags]
-  vigil keys delete --from local|vault|hsm --pubkeys 0x…,0x… [flags]
+  vigil keys import --to local|vault|hsm|shared --keystores DIR|FILE (--password-file F | --passwords-path D) [flags]
+  vigil keys list   [--from local|vault|hsm|shared|all] [flags]
+  vigil keys delete --from local|vault|hsm|shared --pubkeys 0x…,0x… [flags]
+
+"shared" is the HA pair's keystore table in its Postgres database (--slashing-protection-db-url,
+--ha-key-encryption-key-file): keys there follow the leader; a local keyring is one machine's.
   vigil keys generate --count N --out DIR [--password-file F] [--interop] [flags]
 
 Run "vigil keys <command> --help" for the flags.
@@ -64,6 +67,7 @@ func keysFlagSet(name string, ks *keyStoreFlags, getenv func(string) string) (*f
 	fs.StringVar(dataDir, "data-dir", defaultDataDir(getenv), "data directory (the default keyring is <data-dir>/keyring)")
 	fs.StringVar(new(string), "config-file", "", "YAML file of flag values (keys are flag names)")
 	ks.register(fs, dataDir)
+	ks.shared.register(fs)
 	return fs, dataDir
 }
 
@@ -90,12 +94,12 @@ type importOutcome struct {
 func keysImport(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	var ks keyStoreFlags
 	fs, _ := keysFlagSet("import", &ks, getenv)
-	to := fs.String("to", "", "where the keys go: local, vault or hsm")
+	to := fs.String("to", "", "where the keys go: local (this machine's keyring), vault, hsm, or shared (the HA pair's keystore table: follows the leader)")
 	src := fs.String("keystores", "", "EIP-2335 keystore file, or directory of *.json keystores")
 	pwFile := fs.String("password-file", "", "file holding the one password of every keystore")
 	pwDir := fs.String("passwords-path", "", "directory of <keystore name>.txt password files")
 	workers := fs.Int("workers", runtime.GOMAXPROCS(0), "keystores decrypted in parallel (scrypt needs 256 MiB each)")
-	if err := parseKeysFlags(fs, args, getenv, stdout, "Usage: vigil keys import --to local|vault|hsm --keystores DIR|FILE [flags]"); err != nil {
+	if err := parseKeysFlags(fs, args, getenv, stdout, "Usage: vigil keys import --to local|vault|hsm|shared --keystores DIR|FILE [flags]"); err != nil {
 		return err
 	}
 	if !slices.Contains(storeKinds, *to) {
@@ -184,7 +188,11 @@ func keysImport(ctx context.Context, args []string, getenv func(string) string, 
 	}
 	fmt.Fprintf(stdout, "%d imported, %d duplicate, %d failed into %s in %s\n", imported.Load(), dups.Load(), failed.Load(), *to, time.Since(start).Round(time.Millisecond))
 	if imported.Load() > 0 {
-		fmt.Fprintln(stdout, "a running vigil serve picks new keys up on POST /reload or SIGHUP")
+		if *to == "shared" {
+			fmt.Fprintln(stdout, "both instances of a running HA pair pick the new keys up by themselves (within a second or two)")
+		} else {
+			fmt.Fprintln(stdout, "a running vigil serve picks new keys up on POST /reload or SIGHUP")
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("import interrupted: %w", err)
@@ -229,7 +237,11 @@ func importOne(ctx context.Context, store keystore.Store, file string, shared []
 		return fail(err)
 	}
 	defer sk.Zero()
-	if err := store.Put(ctx, sk); err != nil {
+	put := func() error { return store.Put(ctx, sk) }
+	if kp, ok := store.(keystorePutter); ok {
+		put = func() error { return kp.PutKeystore(ctx, o.pub, data, password) } // the keystore as it is
+	}
+	if err := put(); err != nil {
 		if errors.Is(err, keystore.ErrDuplicate) {
 			o.status = "duplicate"
 			return o
@@ -292,8 +304,8 @@ func progress(w io.Writer, line func() string) (stop func()) {
 func keysList(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	var ks keyStoreFlags
 	fs, _ := keysFlagSet("list", &ks, getenv)
-	from := fs.String("from", "all", "local, vault, hsm, or all (every configured store)")
-	if err := parseKeysFlags(fs, args, getenv, stdout, "Usage: vigil keys list [--from local|vault|hsm|all] [flags]"); err != nil {
+	from := fs.String("from", "all", "local, vault, hsm, shared, or all (every configured store but shared)")
+	if err := parseKeysFlags(fs, args, getenv, stdout, "Usage: vigil keys list [--from local|vault|hsm|shared|all] [flags]"); err != nil {
 		return err
 	}
 	var kinds []string
@@ -308,7 +320,7 @@ func keysList(ctx context.Context, args []string, getenv func(string) string, st
 	case slices.Contains(storeKinds, *from):
 		kinds = []string{*from}
 	default:
-		return usagef("--from: want local, vault, hsm or all")
+		return usagef("--from: want local, vault, hsm, shared or all")
 	}
 	failed := 0
 	for _, kind := range kinds {
@@ -358,9 +370,9 @@ func keysList(ctx context.Context, args []string, getenv func(string) string, st
 func keysDelete(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	var ks keyStoreFlags
 	fs, _ := keysFlagSet("delete", &ks, getenv)
-	from := fs.String("from", "", "local, vault or hsm")
+	from := fs.String("from", "", "local, vault, hsm or shared")
 	list := fs.String("pubkeys", "", "comma-separated public keys to delete")
-	if err := parseKeysFlags(fs, args, getenv, stdout, "Usage: vigil keys delete --from local|vault|hsm --pubkeys 0x…,0x… [flags]"); err != nil {
+	if err := parseKeysFlags(fs, args, getenv, stdout, "Usage: vigil keys delete --from local|vault|hsm|shared --pubkeys 0x…,0x… [flags]"); err != nil {
 		return err
 	}
 	if !slices.Contains(storeKinds, *from) {
@@ -395,7 +407,11 @@ func keysDelete(ctx context.Context, args []string, getenv func(string) string, 
 			failed++
 		}
 	}
-	fmt.Fprintln(stdout, "a running vigil serve drops deleted keys at its next reload (POST /reload or SIGHUP) and disables them in the slashing database")
+	if *from == "shared" {
+		fmt.Fprintln(stdout, "both instances of a running HA pair drop deleted keys by themselves (their slashing history is kept)")
+	} else {
+		fmt.Fprintln(stdout, "a running vigil serve drops deleted keys at its next reload (POST /reload or SIGHUP); their slashing history is kept")
+	}
 	if failed > 0 {
 		return fmt.Errorf("%d keys not deleted", failed)
 	}

@@ -52,6 +52,8 @@ type keyStoreFlags struct {
 	hsmPINFile  string
 	hsmKEKLabel string
 	hsmSessions int
+
+	shared sharedStoreFlags // keystores_shared.go; registered by the keys commands only
 }
 
 func (f *keyStoreFlags) register(fs *flag.FlagSet, dataDir *string) {
@@ -105,7 +107,7 @@ func secretFrom(file, env string, getenv func(string) string, what string) ([]by
 }
 
 // storeKinds are the targets of `vigil keys`.
-var storeKinds = []string{"local", "vault", "hsm"}
+var storeKinds = []string{"local", "vault", "hsm", "shared"}
 
 // openKeyStore opens one key store. create: make the keyring / HSM key-encryption key when
 // missing (import); serve and the read-only commands never create.
@@ -126,6 +128,8 @@ func (f *keyStoreFlags) openKeyStore(ctx context.Context, kind string, create bo
 		return f.openVault(ctx, getenv)
 	case "hsm":
 		return f.openHSM(ctx, create, getenv)
+	case "shared":
+		return f.shared.open(ctx)
 	}
 	return nil, nil, usagef("unknown key store %q (want %s)", kind, strings.Join(storeKinds, ", "))
 }

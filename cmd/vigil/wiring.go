@@ -21,6 +21,7 @@ import (
 	"github.com/vigil-signer/vigil/signer"
 	"github.com/vigil-signer/vigil/signer/signermetrics"
 	"github.com/vigil-signer/vigil/slashing"
+	"github.com/vigil-signer/vigil/slashing/postgres"
 )
 
 // wiring is the object graph of `vigil serve`: built by wire, run as the ordered service list.
@@ -92,6 +93,15 @@ func wire(ctx context.Context, c *serveConfig, getenv func(string) string, hup <
 	}
 	c.ks.logger = log
 	sources = append(sources, c.ks.serveSources(getenv)...)
+	if c.ha.enabled {
+		for _, s := range sources {
+			if s.Name() == "local" {
+				// The keyring is a directory of this machine: the other instance cannot sign its
+				// keys after a takeover unless it has the same keyring.
+				log.Warn("ha: the local keyring is this machine's; its keys do not follow the leader. Import them with `vigil keys import --to shared` (or keep them in Vault or an HSM)", "keyring", c.ks.keyringDir())
+			}
+		}
+	}
 	w.cleanup = append(w.cleanup, func() {
 		for _, s := range sources {
 			if l, ok := s.(*lazySource); ok {
@@ -205,6 +215,14 @@ func wire(ctx context.Context, c *serveConfig, getenv func(string) string, hup <
 		// Between the keys and the listeners: a standby is hot (keys loaded) before it can lead,
 		// and stops leading (releasing the lease) only after the listeners drained.
 		w.services = append(w.services, elector)
+		if syncKeys != nil {
+			// The leader follows the shared keystore table too (keys imported with `vigil keys
+			// import --to shared` sign without a reload).
+			pg := store.(*postgres.Store)
+			w.services = append(w.services, &loop{name: "shared keystore watch", run: func(ctx context.Context) {
+				watchSharedKeystores(ctx, pg, time.Second, leaderGate(elector), syncKeys, log)
+			}})
+		}
 	}
 	if ctrl != nil {
 		// After the elector (it acts only while this instance leads), before the listeners.

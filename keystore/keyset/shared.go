@@ -36,6 +36,9 @@ type SharedKeystore struct {
 // SharedKeystores is where the pair keeps its imported keystores (slashing/postgres.Store).
 type SharedKeystores interface {
 	PutManagedKeystore(ctx context.Context, k SharedKeystore, by string) error
+	// AddManagedKeystore writes k only when its key has no row (or a tombstone); of racing adds
+	// of one key exactly one reports added.
+	AddManagedKeystore(ctx context.Context, k SharedKeystore, by string) (added bool, err error)
 	DeleteManagedKeystore(ctx context.Context, pk keystore.PublicKey, by string) error
 	ManagedKeystores(ctx context.Context) ([]SharedKeystore, error)
 }

@@ -38,6 +38,39 @@ func (s *Store) PutManagedKeystore(ctx context.Context, k ManagedKeystore, by st
 	return nil
 }
 
+// AddManagedKeystore writes the row of a keystore only when the key has none (or a tombstone):
+// of racing adds of one key exactly one reports added.
+func (s *Store) AddManagedKeystore(ctx context.Context, k ManagedKeystore, by string) (bool, error) {
+	if err := s.enter(ctx, "add a shared keystore"); err != nil {
+		return false, err
+	}
+	if k.Keystore == nil || k.Sealed == nil {
+		return false, errors.New("postgres: AddManagedKeystore needs the keystore and its sealed password")
+	}
+	tag, err := s.pool.Exec(ctx, `INSERT INTO managed_keystores (pubkey, keystore, password_sealed, kek_id, updated_by)
+		VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (pubkey) DO UPDATE SET keystore = EXCLUDED.keystore, password_sealed = EXCLUDED.password_sealed,
+			kek_id = EXCLUDED.kek_id, version = nextval('managed_keystores_version'), updated_at = now(), updated_by = EXCLUDED.updated_by
+		WHERE managed_keystores.keystore IS NULL`,
+		k.PublicKey[:], string(k.Keystore), k.Sealed, k.KEKID, by)
+	if err != nil {
+		return false, unavailable("add a shared keystore", err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// ManagedKeystoresVersion is the table's state: the largest version of its rows (0: none).
+func (s *Store) ManagedKeystoresVersion(ctx context.Context) (int64, error) {
+	if err := s.enter(ctx, "read the shared keystores' version"); err != nil {
+		return 0, err
+	}
+	var v int64
+	if err := s.pool.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM managed_keystores`).Scan(&v); err != nil {
+		return 0, unavailable("read the shared keystores' version", err)
+	}
+	return v, nil
+}
+
 // DeleteManagedKeystore turns a key's row into a tombstone (written even when there was no row,
 // so an instance holding a copy from before the pair shared keys removes it).
 func (s *Store) DeleteManagedKeystore(ctx context.Context, pubkey phase0.BLSPubKey, by string) error {
