@@ -14,6 +14,12 @@
 //     leadership check, which refuses it;
 //   - K unassigned and C a standby: refused (a standby never adopts; it signs only keys moved
 //     to it);
+//   - except: a standby C gets the selection proofs of any key (AGGREGATION_SLOT and
+//     SYNC_COMMITTEE_SELECTION_PROOF). A validator client signs them while it downloads its
+//     duties (Lodestar 1.5.1 drops an epoch's whole attester duties when one proof is refused),
+//     so a hot standby refused them would hold no duties when the keys are flipped to it and
+//     miss the rest of that epoch. They are not slashable, are the same whoever asks, and are
+//     never published alone (what they lead to, an aggregate, is still refused);
 //   - C no longer in the clients file: refused.
 //
 // Why this can never release a slashable signature: it only ever refuses. Every request it
@@ -145,13 +151,16 @@ func (a *Authorizer) refuse(reason, msg string) error {
 }
 
 // Authorize implements signer.Authorizer.
-func (a *Authorizer) Authorize(ctx context.Context, caller signer.Caller, key signer.PublicKey, _ signer.Type) error {
+func (a *Authorizer) Authorize(ctx context.Context, caller signer.Caller, key signer.PublicKey, t signer.Type) error {
 	if caller == signer.Anonymous {
 		return nil
 	}
 	cl, ok := a.cfg.Clients().Get(caller.Name)
 	if !ok {
 		return a.refuse(ReasonUnknown, "this validator client is not configured")
+	}
+	if cl.Role == clients.Standby && dutyPreparation(t) {
+		return nil
 	}
 	switch owner := a.Owner(key); {
 	case owner == caller.Name:
@@ -177,6 +186,11 @@ func (a *Authorizer) Authorize(ctx context.Context, caller signer.Caller, key si
 		a.cfg.OnAdopt(key, owner)
 	}
 	return nil
+}
+
+// dutyPreparation: the signing types a standby may use for any key (see the package doc).
+func dutyPreparation(t signer.Type) bool {
+	return t == signer.TypeAggregationSlot || t == signer.TypeSyncCommitteeSelection
 }
 
 // RefreshLoop refreshes the assignments every interval until ctx ends (moves made by another

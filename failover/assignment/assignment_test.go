@@ -86,6 +86,15 @@ func TestAuthorize(t *testing.T) {
 		t.Errorf("the owner: %v", err)
 	}
 	forbidden("a standby never adopts", a.Authorize(ctx, sb, key(2), signer.TypeAttestation))
+	// A hot standby downloads its duties: the selection proofs of keys it does not own are
+	// signed (not slashable, never published alone); everything else stays refused.
+	for _, typ := range []signer.Type{signer.TypeAggregationSlot, signer.TypeSyncCommitteeSelection} {
+		if err := a.Authorize(ctx, sb, key(9), typ); err != nil {
+			t.Errorf("standby, %s of another client's key: %v", typ, err)
+		}
+	}
+	forbidden("standby, an aggregate of another client's key", a.Authorize(ctx, sb, key(9), signer.TypeAggregateAndProofV2))
+	forbidden("an active client, a selection proof of another client's key", a.Authorize(ctx, vc1, key(9), signer.TypeAggregationSlot))
 	forbidden("a removed client", a.Authorize(ctx, signer.Caller{Name: "gone"}, key(3), signer.TypeAttestation))
 	if err := a.Authorize(ctx, signer.Anonymous, key(9), signer.TypeAttestation); err != nil {
 		t.Errorf("anonymous (unidentified allowed): %v", err)
@@ -113,7 +122,7 @@ func TestAuthorize(t *testing.T) {
 	if err := a.Authorize(ctx, vc1, key(6), signer.TypeAttestation); !errors.Is(err, signer.ErrUnavailable) {
 		t.Errorf("adoption with the database down: %v, want ErrUnavailable", err)
 	}
-	want := []string{ReasonOtherClient, ReasonOtherClient, ReasonStandby, ReasonUnknown, ReasonOtherClient}
+	want := []string{ReasonOtherClient, ReasonOtherClient, ReasonStandby, ReasonOtherClient, ReasonOtherClient, ReasonUnknown, ReasonOtherClient}
 	if len(refusals) != len(want) {
 		t.Errorf("refusals %v, want %v", refusals, want)
 	}

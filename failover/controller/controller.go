@@ -22,6 +22,19 @@
 //     get 403 and the standby's are signed. A fenced client stays fenced until an operator runs
 //     `vigil failover unfence`.
 //
+// # Quick detection, between the epoch evaluations
+//
+// In the middle of every slot (QuickCheck): a judged client that this instance has seen attest,
+// whose last ATTESTATION request (any key) is more than K epochs plus the grace old, and that
+// has held keys for at least that long (a client given keys back after an unfence starts
+// afresh), has failed, under the same guards and with the same move as an epoch evaluation. Every active
+// key has exactly one attestation duty per epoch, so two requests of a healthy client are
+// never more than two epochs less a slot apart: for K ≥ 2 the silence cannot be a healthy
+// client's (K = 1 has no quick path). It judges a client killed right after its last request
+// K epochs and the grace later, in the middle of an epoch rather than at the end of the next,
+// so the standby (which holds its duties: it is given selection proofs) signs the rest of that
+// epoch's duties: at most K + 1 epochs missed per moved key.
+//
 // # Keys on the VCs: reconciled, so a new leader rolls any move forward
 //
 // Every evaluation, for each standby S that is healthy: hot standby (default) stages on S every
@@ -46,6 +59,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sort"
 	"strings"
 	"sync"
@@ -139,9 +153,10 @@ type Config struct {
 	Evaluated func(Evaluation)
 }
 
-// Evaluation is the outcome of one epoch's evaluation.
+// Evaluation is the outcome of one epoch's evaluation (or of one quick check).
 type Evaluation struct {
-	Epoch        phase0.Epoch
+	Epoch        phase0.Epoch // judged; for a quick check, the epoch in progress
+	Quick        bool         // a quick check (QuickCheck), not an epoch evaluation
 	Leader       bool
 	ChainHealthy bool
 	Missed       map[string]int // consecutive misses per judged client
@@ -161,9 +176,11 @@ type Move struct {
 type Controller struct {
 	cfg Config
 
-	mu       sync.Mutex
-	lastHead phase0.Slot
-	held     map[string]phase0.Epoch // client → first epoch it is judged again
+	mu        sync.Mutex
+	lastHead  phase0.Slot             // the chain's head at the last epoch evaluation
+	quickHead phase0.Slot             // at the last quick check
+	owning    map[string]time.Time    // client → since when it holds keys (quick checks)
+	held      map[string]phase0.Epoch // client → first epoch it is judged again
 }
 
 // New returns a controller.
@@ -198,7 +215,7 @@ func New(cfg Config) (*Controller, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Controller{cfg: cfg, held: map[string]phase0.Epoch{}}, nil
+	return &Controller{cfg: cfg, held: map[string]phase0.Epoch{}, owning: map[string]time.Time{}}, nil
 }
 
 func (c *Controller) epochDuration() time.Duration {
@@ -213,15 +230,36 @@ func (c *Controller) epochAt(t time.Time) phase0.Epoch {
 	return phase0.Epoch(t.Sub(c.cfg.Genesis) / c.epochDuration())
 }
 
-// Run evaluates every epoch (at its end plus the grace) until ctx ends.
+// Run evaluates every epoch (at its end plus the grace) and runs a quick check in the middle
+// of every slot in between, until ctx ends.
 func (c *Controller) Run(ctx context.Context) {
 	next := c.epochAt(c.cfg.Now()) // judge from the epoch in progress on
+	slot := c.cfg.SecondsPerSlot
 	for {
+		now := c.cfg.Now()
 		at := c.cfg.Genesis.Add(time.Duration(next+1)*c.epochDuration() + c.cfg.Grace)
+		wake := at
+		if now.After(c.cfg.Genesis) {
+			// The middle of the next slot.
+			tick := c.cfg.Genesis.Add((now.Sub(c.cfg.Genesis)/slot+1)*slot + slot/2)
+			if tick.Before(at) {
+				wake = tick
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-c.cfg.After(at.Sub(c.cfg.Now())):
+		case <-c.cfg.After(wake.Sub(now)):
+		}
+		if wake.Before(at) {
+			ev := c.QuickCheck(ctx)
+			if ev.Err != nil && ctx.Err() == nil {
+				c.cfg.Logger.Warn("failover: quick check failed; nothing moved", "err", ev.Err)
+			}
+			if c.cfg.Evaluated != nil {
+				c.cfg.Evaluated(ev)
+			}
+			continue
 		}
 		ev := c.Evaluate(ctx, next)
 		if ev.Err != nil && ctx.Err() == nil {
@@ -239,6 +277,149 @@ func (c *Controller) Run(ctx context.Context) {
 	}
 }
 
+// QuickCheck is the check between epoch evaluations (package doc, "Quick detection"): a judged
+// client whose last ATTESTATION request is more than K epochs plus the grace old has failed.
+// It needs this instance to have seen the client attest (a new leader's tracker starts empty
+// and falls back to the epoch evaluations) and K ≥ 2, and acts under the same guards as
+// Evaluate.
+func (c *Controller) QuickCheck(ctx context.Context) (ev Evaluation) {
+	now := c.cfg.Now()
+	e := c.epochAt(now)
+	ev = Evaluation{Epoch: e, Quick: true, Missed: map[string]int{}}
+	if c.cfg.MissedEpochs < 2 {
+		return ev // one key's duties can be two epochs less a slot apart: K = 1 has no quick path
+	}
+	if ev.Leader = c.cfg.IsLeader(); !ev.Leader {
+		return ev
+	}
+	limit := time.Duration(c.cfg.MissedEpochs)*c.epochDuration() + c.cfg.Grace
+	owning := map[string]bool{}
+	for _, cl := range c.cfg.Assignments.Owners() {
+		owning[cl] = true
+	}
+	c.mu.Lock()
+	for cl := range owning {
+		if _, ok := c.owning[cl]; !ok {
+			c.owning[cl] = now
+		}
+	}
+	for cl := range c.owning {
+		if !owning[cl] {
+			delete(c.owning, cl)
+		}
+	}
+	since := maps.Clone(c.owning)
+	c.mu.Unlock()
+	overdue := func(client string) (time.Duration, bool) {
+		last := c.cfg.Tracker.Client(client).LastAttestation
+		held, ok := since[client]
+		return now.Sub(last), ok && !last.IsZero() && now.Sub(last) > limit && now.Sub(held) > limit
+	}
+	// Without an overdue client that holds keys, nothing is read.
+	someLate := false
+	for cl := range owning {
+		if _, late := overdue(cl); late {
+			someLate = true
+		}
+	}
+	if !someLate {
+		return ev
+	}
+	log := c.cfg.Logger.With("epoch", uint64(e), "check", "quick")
+	snap, err := c.gather(ctx, &c.quickHead, log)
+	if err != nil {
+		ev.Err = err
+		return ev
+	}
+	if ev.ChainHealthy = snap.healthy; !ev.ChainHealthy {
+		return ev
+	}
+	judged := 0
+	silent := map[string]time.Duration{}
+	for _, cl := range snap.set.Clients() {
+		if _, ok := c.judged(snap, cl, e); !ok {
+			continue
+		}
+		judged++
+		if d, late := overdue(cl.Name); late {
+			silent[cl.Name] = d
+			ev.Failed = append(ev.Failed, cl.Name)
+			ev.Missed[cl.Name] = c.cfg.MissedEpochs
+			log.Warn("failover: validator client asked for no attestation for more than K epochs and the grace", "client", cl.Name, "silent", d.Round(100*time.Millisecond), "limit", limit)
+		}
+	}
+	sort.Strings(ev.Failed)
+	c.act(ctx, snap, &ev, judged, func(from string) string {
+		return fmt.Sprintf("no attestation requested for %s (more than %d epochs and the grace: every duty of those epochs missed)", silent[from].Round(100*time.Millisecond), c.cfg.MissedEpochs)
+	}, log)
+	return ev
+}
+
+// snapshot is what one evaluation reads before judging.
+type snapshot struct {
+	set      *clients.Set
+	byClient map[string][]phase0.BLSPubKey
+	states   map[string]slashing.ClientState
+	vals     map[phase0.BLSPubKey]beacon.Validator
+	healthy  bool
+}
+
+// gather reads the assignments, the ledger's client states, the chain's health (its head
+// compared with *lastHead, which it updates) and the validators' statuses.
+func (c *Controller) gather(ctx context.Context, lastHead *phase0.Slot, log *slog.Logger) (*snapshot, error) {
+	snap := &snapshot{set: c.cfg.Clients(), byClient: map[string][]phase0.BLSPubKey{}}
+	if err := c.cfg.Assignments.Refresh(ctx); err != nil {
+		return nil, err
+	}
+	var all []phase0.BLSPubKey
+	for k, cl := range c.cfg.Assignments.Owners() {
+		snap.byClient[cl] = append(snap.byClient[cl], k)
+		all = append(all, k)
+	}
+	states, err := c.cfg.Ledger.ClientStates(ctx)
+	if err != nil {
+		return nil, err
+	}
+	snap.states = states
+	if snap.healthy = c.chainHealthy(ctx, lastHead, log); !snap.healthy {
+		return snap, nil
+	}
+	vals, err := c.cfg.Beacon.Validators(ctx, all)
+	if err != nil {
+		return nil, fmt.Errorf("validator statuses: %w", err)
+	}
+	if len(all) > 0 && len(vals) == 0 {
+		// Nothing can be judged: every key looks unknown to the chain. Say so rather than
+		// skipping every client in silence (a beacon node that does not understand the query
+		// answers an empty list).
+		log.Warn("failover: the beacon node knows none of the assigned keys; no client can be judged", "keys", len(all))
+	}
+	snap.vals = vals
+	return snap, nil
+}
+
+// judged reports whether cl is judged in epoch e: active clients, and a standby once keys
+// were moved to it (after the hold), so that a move that does not take raises the alarm and, if
+// it fails too, moves on. It returns cl's active keys.
+func (c *Controller) judged(snap *snapshot, cl *clients.Client, e phase0.Epoch) ([]phase0.BLSPubKey, bool) {
+	if snap.states[cl.Name].Fenced || (cl.Role != clients.Active && len(snap.byClient[cl.Name]) == 0) {
+		return nil, false
+	}
+	c.mu.Lock()
+	hold := c.held[cl.Name]
+	c.mu.Unlock()
+	if e < hold {
+		return nil, false
+	}
+	var active []phase0.BLSPubKey
+	for _, k := range snap.byClient[cl.Name] {
+		if v, ok := snap.vals[k]; ok && v.Active() {
+			active = append(active, k)
+		}
+	}
+	return active, len(active) > 0
+}
+
 // Evaluate judges epoch e and acts on it (see the package doc).
 func (c *Controller) Evaluate(ctx context.Context, e phase0.Epoch) (ev Evaluation) {
 	ev = Evaluation{Epoch: e, Missed: map[string]int{}}
@@ -246,34 +427,22 @@ func (c *Controller) Evaluate(ctx context.Context, e phase0.Epoch) (ev Evaluatio
 		return ev
 	}
 	log := c.cfg.Logger.With("epoch", uint64(e))
-	set := c.cfg.Clients()
-	if err := c.cfg.Assignments.Refresh(ctx); err != nil {
+	snap, err := c.gather(ctx, &c.lastHead, log)
+	if err != nil {
 		ev.Err = err
 		return ev
 	}
-	owners := c.cfg.Assignments.Owners()
-	byClient := map[string][]phase0.BLSPubKey{}
-	var all []phase0.BLSPubKey
-	for k, cl := range owners {
-		byClient[cl] = append(byClient[cl], k)
-		all = append(all, k)
-	}
-	for _, cl := range set.Clients() {
+	for _, cl := range snap.set.Clients() {
 		c.metric(func(m Metrics) {
 			if m.Keys != nil {
-				m.Keys(cl.Name, len(byClient[cl.Name]))
+				m.Keys(cl.Name, len(snap.byClient[cl.Name]))
 			}
 			if m.LastRequest != nil {
 				m.LastRequest(cl.Name, c.cfg.Tracker.Client(cl.Name).LastRequest)
 			}
 		})
 	}
-	states, err := c.cfg.Ledger.ClientStates(ctx)
-	if err != nil {
-		ev.Err = err
-		return ev
-	}
-	ev.ChainHealthy = c.chainHealthy(ctx, log)
+	ev.ChainHealthy = snap.healthy
 	c.metric(func(m Metrics) {
 		if m.ChainHealthy != nil {
 			m.ChainHealthy(ev.ChainHealthy)
@@ -282,44 +451,21 @@ func (c *Controller) Evaluate(ctx context.Context, e phase0.Epoch) (ev Evaluatio
 	if !ev.ChainHealthy {
 		return ev
 	}
-	vals, err := c.cfg.Beacon.Validators(ctx, all)
-	if err != nil {
-		ev.Err = fmt.Errorf("validator statuses: %w", err)
-		return ev
-	}
-	if len(all) > 0 && len(vals) == 0 {
-		// Nothing can be judged: every key looks unknown to the chain. Say so rather than
-		// skipping every client in silence (a beacon node that does not understand the query
-		// answers an empty list).
-		log.Warn("failover: the beacon node knows none of the assigned keys; no client can be judged", "keys", len(all))
-	}
+	set, states := snap.set, snap.states
 
 	// Judge.
 	judged := 0
 	for _, cl := range set.Clients() {
 		st := states[cl.Name]
-		// Active clients, and a standby once keys were moved to it (after the hold), so that a
-		// move that does not take raises the alarm and, if it fails too, moves on.
-		if st.Fenced || (cl.Role != clients.Active && len(byClient[cl.Name]) == 0) {
+		keys, ok := c.judged(snap, cl, e)
+		if !ok {
 			continue
 		}
-		c.mu.Lock()
-		hold := c.held[cl.Name]
-		c.mu.Unlock()
-		if e < hold {
-			continue
-		}
-		active, attested := 0, 0
-		for _, k := range byClient[cl.Name] {
-			if v, ok := vals[k]; ok && v.Active() {
-				active++
-				if c.cfg.Tracker.AttestedBy(cl.Name, signer.PublicKey(k), e) {
-					attested++
-				}
+		active, attested := len(keys), 0
+		for _, k := range keys {
+			if c.cfg.Tracker.AttestedBy(cl.Name, signer.PublicKey(k), e) {
+				attested++
 			}
-		}
-		if active == 0 {
-			continue
 		}
 		judged++
 		missed := 0
@@ -350,7 +496,16 @@ func (c *Controller) Evaluate(ctx context.Context, e phase0.Epoch) (ev Evaluatio
 	}
 	sort.Strings(ev.Failed)
 
-	// Act.
+	c.act(ctx, snap, &ev, judged, func(from string) string {
+		return fmt.Sprintf("missed %d consecutive epochs (up to epoch %d)", ev.Missed[from], e)
+	}, log)
+	return ev
+}
+
+// act moves the keys of ev.Failed (unless every judged client failed, or in observe mode) and
+// reconciles the VCs' keymanagers.
+func (c *Controller) act(ctx context.Context, snap *snapshot, ev *Evaluation, judged int, reason func(from string) string, log *slog.Logger) {
+	set, states, byClient, e := snap.set, snap.states, snap.byClient, ev.Epoch
 	stuck := false
 	switch {
 	case len(ev.Failed) == 0:
@@ -367,10 +522,10 @@ func (c *Controller) Evaluate(ctx context.Context, e phase0.Epoch) (ev Evaluatio
 				continue
 			}
 			keys := byClient[from]
-			reason := fmt.Sprintf("missed %d consecutive epochs (up to epoch %d)", ev.Missed[from], e)
+			reason := reason(from)
 			if err := c.cfg.Ledger.MoveKeys(ctx, keys, from, to.Name, reason); err != nil {
 				ev.Err = fmt.Errorf("moving the keys of %s: %w", from, err)
-				return ev
+				return
 			}
 			pks := make([]signer.PublicKey, len(keys))
 			for i, k := range keys {
@@ -405,21 +560,21 @@ func (c *Controller) Evaluate(ctx context.Context, e phase0.Epoch) (ev Evaluatio
 	if c.cfg.Mode == Act {
 		c.reconcile(ctx, set, states, byClient, log)
 	}
-	return ev
 }
 
 func (c *Controller) metric(fn func(Metrics)) { fn(c.cfg.Metrics) }
 
-// chainHealthy: a beacon node answers, is synced, and its head moved since the last look.
-func (c *Controller) chainHealthy(ctx context.Context, log *slog.Logger) bool {
+// chainHealthy: a beacon node answers, is synced, and its head moved since the last look
+// (*lastHead: the epoch evaluations and the quick checks each keep their own).
+func (c *Controller) chainHealthy(ctx context.Context, lastHead *phase0.Slot, log *slog.Logger) bool {
 	s, err := c.cfg.Beacon.Syncing(ctx)
 	if err != nil {
 		log.Warn("failover: no beacon node answers; judging nothing", "err", err)
 		return false
 	}
 	c.mu.Lock()
-	last := c.lastHead
-	c.lastHead = s.HeadSlot
+	last := *lastHead
+	*lastHead = s.HeadSlot
 	c.mu.Unlock()
 	switch {
 	case s.IsSyncing:

@@ -434,3 +434,95 @@ func TestObserveMode(t *testing.T) {
 		t.Fatal("observe mode staged keys")
 	}
 }
+
+// quick runs a quick check at t (seconds after genesis) with the head advanced.
+func (r *rig) quick(t float64) Evaluation {
+	r.t.Helper()
+	r.bn.mu.Lock()
+	r.bn.head++
+	r.bn.mu.Unlock()
+	r.now = r.genesis.Add(time.Duration(t * float64(time.Second)))
+	ev := r.c.QuickCheck(context.Background())
+	if ev.Err != nil {
+		r.t.Fatalf("quick check at %gs: %v", t, ev.Err)
+	}
+	return ev
+}
+
+// Quick detection: a client silent for more than K epochs plus the grace (18 s here) is moved in
+// the middle of the epoch, before the epoch evaluation that would have moved it; a client that
+// is merely between duties is left alone; a client silent since before it was given keys back is
+// judged afresh.
+func TestQuickCheckMovesBeforeTheEpochEnds(t *testing.T) {
+	r := newRig(t, "", false)
+	r.adopt("vc1", key(1), key(2))
+	r.adopt("vc2", key(3))
+	if ev := r.quick(0); len(ev.Failed) != 0 {
+		t.Fatalf("at start: %+v", ev)
+	}
+	for e := phase0.Epoch(0); e < 2; e++ {
+		r.attest("vc1", e, key(1), key(2))
+		r.attest("vc2", e, key(3))
+		r.attest("sb", e, key(1), key(2), key(3))
+		r.epoch(e)
+	}
+	// vc1's last request was at 8 s (epoch 1). vc2 and the standby go on.
+	r.attest("vc2", 2, key(3))
+	r.attest("sb", 2, key(1), key(2), key(3))
+	if ev := r.quick(20); len(ev.Failed) != 0 || len(ev.Moves) != 0 {
+		t.Fatalf("12 s of silence (within two epochs): %+v", ev)
+	}
+	if ev := r.epoch(2); ev.Missed["vc1"] != 1 || len(ev.Moves) != 0 {
+		t.Fatalf("epoch 2: %+v", ev)
+	}
+	r.attest("vc2", 3, key(3))
+	r.attest("sb", 3, key(1), key(2), key(3))
+	if ev := r.quick(26); len(ev.Failed) != 0 {
+		t.Fatalf("18 s of silence (not more than the limit): %+v", ev)
+	}
+	ev := r.quick(26.5) // epoch 3, slot 2: the epoch evaluation would move at 34 s
+	if !ev.Quick || len(ev.Moves) != 1 || ev.Moves[0] != (Move{From: "vc1", To: "sb", Keys: 2}) {
+		t.Fatalf("18.5 s of silence: %+v, want vc1's 2 keys moved to sb", ev)
+	}
+	if r.owner(key(1)) != "sb" || r.owner(key(2)) != "sb" || r.owner(key(3)) != "vc2" {
+		t.Fatalf("owners after the quick move: %s %s %s", r.owner(key(1)), r.owner(key(2)), r.owner(key(3)))
+	}
+	log, _ := r.store.AuditLog(context.Background(), 10)
+	if len(log) == 0 || log[0].Action != "move" || !strings.Contains(log[0].Reason, "no attestation requested for 18.5s") {
+		t.Fatalf("audit log %+v", log)
+	}
+	// The epoch evaluation that follows moves nothing more (vc1 is fenced, sb is held).
+	if ev := r.epoch(3); len(ev.Moves) != 0 {
+		t.Fatalf("epoch 3 after the quick move: %+v", ev)
+	}
+	// The standby is not judged by the quick path while it is held either.
+	if ev := r.quick(60); len(ev.Moves) != 0 {
+		t.Fatalf("the held standby: %+v", ev)
+	}
+}
+
+// Every client silent at once is a common cause (the beacon node, Vigil): nothing moves; and
+// an unhealthy chain judges nothing.
+func TestQuickCheckGuards(t *testing.T) {
+	r := newRig(t, "", false)
+	r.adopt("vc1", key(1))
+	r.adopt("vc2", key(2))
+	r.quick(0)
+	r.attest("vc1", 0, key(1))
+	r.attest("vc2", 0, key(2))
+	r.attest("sb", 1, key(1), key(2))
+	ev := r.quick(19)
+	if len(ev.Failed) != 2 || len(ev.Moves) != 0 || !strings.Contains(ev.Skipped, "every active client failed") {
+		t.Fatalf("both silent: %+v, want nothing moved", ev)
+	}
+	r.attest("vc2", 2, key(2))
+	r.bn.mu.Lock()
+	r.bn.syncing = true
+	r.bn.mu.Unlock()
+	if ev := r.quick(20); ev.ChainHealthy || len(ev.Failed) != 0 || len(ev.Moves) != 0 {
+		t.Fatalf("syncing beacon node: %+v, want nothing judged", ev)
+	}
+	if r.owner(key(1)) != "vc1" {
+		t.Fatalf("key 1 moved to %s", r.owner(key(1)))
+	}
+}

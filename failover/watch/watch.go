@@ -57,7 +57,9 @@ func (r *epochs) has(e phase0.Epoch) bool {
 // ClientStats is what the tracker knows of one client.
 type ClientStats struct {
 	LastRequest time.Time
-	Requests    uint64
+	// LastAttestation is when the client last asked for an ATTESTATION signature (any key).
+	LastAttestation time.Time
+	Requests        uint64
 }
 
 // Tracker implements signer.Observer.
@@ -96,6 +98,7 @@ func (t *Tracker) ObserveRequest(e signer.Event) {
 	if e.Type != signer.TypeAttestation || e.Key == (signer.PublicKey{}) || e.Outcome == signer.OutcomeInvalid {
 		return
 	}
+	cs.LastAttestation = cs.LastRequest
 	k := keyClient{e.Caller.Name, e.Key}
 	r := t.att[k]
 	if r == nil {
