@@ -13,6 +13,10 @@
 //     none of those keys had an ATTESTATION requested by it for target E. Keys that are not
 //     active validators (pending, exited) are not expected to attest. A client that received keys
 //     recently is not counted for HoldAfterMove epochs (a VC's doppelganger delay).
+//   - A miss that the beacon node contradicts (liveness: one of the client's validators was seen
+//     attesting in E) is not counted: the requests went to another Vigil instance before a
+//     takeover, or this instance restarted. Liveness only vetoes; a beacon node that restarted
+//     and reports nothing live never causes a move, as Vigil's own stream must show the miss.
 //   - A client has failed when it missed K consecutive epochs (Config.MissedEpochs).
 //   - No move when every active client with active keys failed in the same evaluation (a common
 //     cause: the beacon node, the network, Vigil itself); no move to a standby that is fenced,
@@ -79,6 +83,7 @@ import (
 type Beacon interface {
 	Syncing(ctx context.Context) (beacon.Sync, error)
 	Validators(ctx context.Context, keys []phase0.BLSPubKey) (map[phase0.BLSPubKey]beacon.Validator, error)
+	Liveness(ctx context.Context, epoch phase0.Epoch, indices []phase0.ValidatorIndex) (map[phase0.ValidatorIndex]bool, error)
 }
 
 // VCs reaches each client's keymanager (remotekeys).
@@ -337,11 +342,15 @@ func (c *Controller) QuickCheck(ctx context.Context) (ev Evaluation) {
 	judged := 0
 	silent := map[string]time.Duration{}
 	for _, cl := range snap.set.Clients() {
-		if _, ok := c.judged(snap, cl, e); !ok {
+		keys, ok := c.judged(snap, cl, e)
+		if !ok {
 			continue
 		}
 		judged++
 		if d, late := overdue(cl.Name); late {
+			if c.seenLive(ctx, snap, keys, log, cl.Name, e-1, e) {
+				continue
+			}
 			silent[cl.Name] = d
 			ev.Failed = append(ev.Failed, cl.Name)
 			ev.Missed[cl.Name] = c.cfg.MissedEpochs
@@ -468,6 +477,9 @@ func (c *Controller) Evaluate(ctx context.Context, e phase0.Epoch) (ev Evaluatio
 			}
 		}
 		judged++
+		if attested == 0 && c.seenLive(ctx, snap, keys, log, cl.Name, e) {
+			attested = -1 // not counted as a miss
+		}
 		missed := 0
 		if attested == 0 {
 			missed = st.Missed + 1
@@ -563,6 +575,31 @@ func (c *Controller) act(ctx context.Context, snap *snapshot, ev *Evaluation, ju
 }
 
 func (c *Controller) metric(fn func(Metrics)) { fn(c.cfg.Metrics) }
+
+// seenLive asks the beacon node whether any of keys was live (seen attesting) in one of epochs:
+// a veto on a miss that Vigil's own stream reports (its requests went to another Vigil instance
+// before a takeover, or this instance's tracker restarted), never a reason to move — a beacon
+// node that restarted answers false for everything. An error is no veto.
+func (c *Controller) seenLive(ctx context.Context, snap *snapshot, keys []phase0.BLSPubKey, log *slog.Logger, client string, epochs ...phase0.Epoch) bool {
+	indices := make([]phase0.ValidatorIndex, 0, len(keys))
+	for _, k := range keys {
+		indices = append(indices, snap.vals[k].Index)
+	}
+	for _, e := range epochs {
+		live, err := c.cfg.Beacon.Liveness(ctx, e, indices)
+		if err != nil {
+			log.Debug("failover: liveness not available; Vigil's own requests decide", "client", client, "err", err)
+			continue
+		}
+		for _, ok := range live {
+			if ok {
+				log.Info("failover: Vigil saw no attestation request from the client, but the beacon node saw its validators live; not counted as a miss", "client", client, "live_epoch", uint64(e))
+				return true
+			}
+		}
+	}
+	return false
+}
 
 // chainHealthy: a beacon node answers, is synced, and its head moved since the last look
 // (*lastHead: the epoch evaluations and the quick checks each keep their own).

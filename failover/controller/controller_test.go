@@ -28,6 +28,21 @@ type fakeBeacon struct {
 	syncing bool
 	down    bool
 	status  map[phase0.BLSPubKey]string
+	live    map[phase0.Epoch]map[phase0.ValidatorIndex]bool // liveness answers (none: nothing live)
+	noLive  bool                                          // the liveness endpoint fails
+}
+
+func (b *fakeBeacon) Liveness(_ context.Context, e phase0.Epoch, indices []phase0.ValidatorIndex) (map[phase0.ValidatorIndex]bool, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.noLive {
+		return nil, errors.New("404 not found")
+	}
+	out := map[phase0.ValidatorIndex]bool{}
+	for _, i := range indices {
+		out[i] = b.live[e][i]
+	}
+	return out, nil
 }
 
 func (b *fakeBeacon) Syncing(context.Context) (beacon.Sync, error) {
@@ -43,12 +58,12 @@ func (b *fakeBeacon) Validators(_ context.Context, keys []phase0.BLSPubKey) (map
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	out := map[phase0.BLSPubKey]beacon.Validator{}
-	for i, k := range keys {
+	for _, k := range keys {
 		st := b.status[k]
 		if st == "" {
 			st = "active_ongoing"
 		}
-		out[k] = beacon.Validator{Index: phase0.ValidatorIndex(i), Status: st}
+		out[k] = beacon.Validator{Index: phase0.ValidatorIndex(k[0]), Status: st} // key(b)'s index is b
 	}
 	return out, nil
 }
@@ -524,5 +539,60 @@ func TestQuickCheckGuards(t *testing.T) {
 	}
 	if r.owner(key(1)) != "vc1" {
 		t.Fatalf("key 1 moved to %s", r.owner(key(1)))
+	}
+}
+
+// A miss that the beacon node contradicts is not counted (the client's requests went to another
+// Vigil instance before a takeover); a beacon node that restarted and sees nothing live while
+// the client attests through Vigil moves nothing; a failing liveness endpoint is no veto.
+func TestLivenessOnlyVetoes(t *testing.T) {
+	r := newRig(t, "", false)
+	r.adopt("vc1", key(1), key(2))
+	r.adopt("vc2", key(3))
+	r.quick(0)
+	for e := phase0.Epoch(0); e < 2; e++ {
+		r.attest("vc1", e, key(1), key(2))
+		r.attest("vc2", e, key(3))
+		r.attest("sb", e, key(1), key(2), key(3))
+		r.epoch(e)
+	}
+	// vc1 sends this instance nothing from epoch 2 on, but the beacon node sees key 1 live.
+	r.bn.mu.Lock()
+	r.bn.live = map[phase0.Epoch]map[phase0.ValidatorIndex]bool{2: {1: true}, 3: {1: true}}
+	r.bn.mu.Unlock()
+	for e := phase0.Epoch(2); e < 4; e++ {
+		r.attest("vc2", e, key(3))
+		r.attest("sb", e, key(1), key(2), key(3))
+		if ev := r.epoch(e); ev.Missed["vc1"] != 0 || len(ev.Moves) != 0 {
+			t.Fatalf("epoch %d, vc1 live by the beacon node: %+v, want no miss", e, ev)
+		}
+	}
+	if ev := r.quick(33); len(ev.Failed) != 0 || len(ev.Moves) != 0 {
+		t.Fatalf("quick check, vc1 live by the beacon node: %+v, want no move", ev)
+	}
+	// The beacon node restarts: nothing is live by it, while vc1 attests through Vigil again.
+	r.bn.mu.Lock()
+	r.bn.live = nil
+	r.bn.mu.Unlock()
+	for e := phase0.Epoch(4); e < 7; e++ {
+		r.attest("vc1", e, key(1), key(2))
+		r.attest("vc2", e, key(3))
+		r.attest("sb", e, key(1), key(2), key(3))
+		if ev := r.epoch(e); ev.Missed["vc1"] != 0 || len(ev.Moves) != 0 {
+			t.Fatalf("epoch %d, liveness false negatives: %+v, want no miss", e, ev)
+		}
+	}
+	// Liveness unavailable: Vigil's own stream decides (two misses move).
+	r.bn.mu.Lock()
+	r.bn.noLive = true
+	r.bn.mu.Unlock()
+	var moved []Move
+	for e := phase0.Epoch(7); e < 9; e++ {
+		r.attest("vc2", e, key(3))
+		r.attest("sb", e, key(1), key(2), key(3))
+		moved = append(moved, r.epoch(e).Moves...)
+	}
+	if len(moved) != 1 || moved[0].From != "vc1" {
+		t.Fatalf("without liveness: moves %+v, want vc1 moved after two misses", moved)
 	}
 }
