@@ -29,7 +29,7 @@ type fakeBeacon struct {
 	down    bool
 	status  map[phase0.BLSPubKey]string
 	live    map[phase0.Epoch]map[phase0.ValidatorIndex]bool // liveness answers (none: nothing live)
-	noLive  bool                                          // the liveness endpoint fails
+	noLive  bool                                            // the liveness endpoint fails
 }
 
 func (b *fakeBeacon) Liveness(_ context.Context, e phase0.Epoch, indices []phase0.ValidatorIndex) (map[phase0.ValidatorIndex]bool, error) {
