@@ -27,11 +27,13 @@ type failoverFlags struct {
 	mode         string
 	missedEpochs int
 	cold         bool
+	unfenceAfter int
 }
 
 func (f *failoverFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.mode, "failover-mode", "act", "validator-client failover with --clients-file and --beacon-node-url: act (move the keys of a failed client to a standby), observe (detect and report only) or off")
 	fs.IntVar(&f.missedEpochs, "failover-missed-epochs", 2, "a validator client has failed when its active keys miss this many consecutive epochs")
+	fs.IntVar(&f.unfenceAfter, "failover-unfence-after-epochs", 0, "opt-in: unfence a failed validator client by itself once it has asked for attestations in this many consecutive epochs (0: only `vigil failover unfence` does); its keys stay where they were moved")
 	fs.BoolVar(&f.cold, "failover-cold-move", false, "move keys to the standby only at failover (import then; delete from the failed client) instead of staging them on it ahead of time (hot standby)")
 }
 
@@ -41,6 +43,8 @@ func (f *failoverFlags) validate() error {
 		return usagef("--failover-mode %q: want act, observe or off", f.mode)
 	case f.missedEpochs < 1:
 		return usagef("--failover-missed-epochs must be at least 1")
+	case f.unfenceAfter < 0:
+		return usagef("--failover-unfence-after-epochs must not be negative")
 	}
 	return nil
 }
@@ -74,7 +78,7 @@ func vcFailover(f failoverFlags, reg *clients.Registry, beaconURLs []string, sto
 	return controller.New(controller.Config{
 		Clients: reg.Current, Ledger: ledger, Beacon: bn, VCs: vcKeymanagers{}, Tracker: tracker, Assignments: authz, IsLeader: isLeader,
 		Genesis: network.GenesisTime, SecondsPerSlot: time.Duration(network.SecondsPerSlot) * time.Second, SlotsPerEpoch: network.SlotsPerEpoch,
-		MissedEpochs: f.missedEpochs, Mode: mode, Cold: f.cold, Logger: log, Metrics: failoverMetrics(preg),
+		MissedEpochs: f.missedEpochs, UnfenceAfter: f.unfenceAfter, Mode: mode, Cold: f.cold, Logger: log, Metrics: failoverMetrics(preg),
 	})
 }
 

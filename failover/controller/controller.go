@@ -96,6 +96,7 @@ type VCs interface {
 // Tracker is Vigil's own request stream (failover/watch.Tracker).
 type Tracker interface {
 	AttestedBy(client string, key signer.PublicKey, epoch phase0.Epoch) bool
+	AttestedAny(client string, epoch phase0.Epoch) bool
 	Client(client string) watch.ClientStats
 }
 
@@ -147,6 +148,10 @@ type Config struct {
 	MissedEpochs  int
 	Grace         time.Duration
 	HoldAfterMove int
+	// UnfenceAfter, when positive, unfences a fenced client once it asked for attestations in
+	// that many consecutive epochs (opt-in; 0: only an operator unfences). Its keys stay where
+	// they were moved.
+	UnfenceAfter int
 	Mode          Mode
 	Cold          bool // cold move: no staging ahead of time; delete from the failed VC
 
@@ -185,6 +190,7 @@ type Controller struct {
 	lastHead  phase0.Slot             // the chain's head at the last epoch evaluation
 	quickHead phase0.Slot             // at the last quick check
 	owning    map[string]time.Time    // client → since when it holds keys (quick checks)
+	healthy   map[string]int          // fenced client → consecutive epochs it asked (UnfenceAfter)
 	held      map[string]phase0.Epoch // client → first epoch it is judged again
 }
 
@@ -220,7 +226,7 @@ func New(cfg Config) (*Controller, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Controller{cfg: cfg, held: map[string]phase0.Epoch{}, owning: map[string]time.Time{}}, nil
+	return &Controller{cfg: cfg, held: map[string]phase0.Epoch{}, owning: map[string]time.Time{}, healthy: map[string]int{}}, nil
 }
 
 func (c *Controller) epochDuration() time.Duration {
@@ -462,6 +468,8 @@ func (c *Controller) Evaluate(ctx context.Context, e phase0.Epoch) (ev Evaluatio
 	}
 	set, states := snap.set, snap.states
 
+	c.unfenceHealthy(ctx, snap, e, log)
+
 	// Judge.
 	judged := 0
 	for _, cl := range set.Clients() {
@@ -575,6 +583,40 @@ func (c *Controller) act(ctx context.Context, snap *snapshot, ev *Evaluation, ju
 }
 
 func (c *Controller) metric(fn func(Metrics)) { fn(c.cfg.Metrics) }
+
+// unfenceHealthy unfences (opt-in, UnfenceAfter) a fenced client that asked for attestations
+// in UnfenceAfter consecutive epochs up to e. The streak is this instance's (a new leader starts
+// counting afresh: never sooner than configured).
+func (c *Controller) unfenceHealthy(ctx context.Context, snap *snapshot, e phase0.Epoch, log *slog.Logger) {
+	if c.cfg.UnfenceAfter <= 0 || c.cfg.Mode != Act {
+		return
+	}
+	for _, cl := range snap.set.Clients() {
+		st := snap.states[cl.Name]
+		c.mu.Lock()
+		if !st.Fenced || !c.cfg.Tracker.AttestedAny(cl.Name, e) {
+			delete(c.healthy, cl.Name)
+			c.mu.Unlock()
+			continue
+		}
+		c.healthy[cl.Name]++
+		n := c.healthy[cl.Name]
+		c.mu.Unlock()
+		if n < c.cfg.UnfenceAfter {
+			continue
+		}
+		reason := fmt.Sprintf("asked for attestations in %d consecutive epochs (up to epoch %d): --failover-unfence-after-epochs", n, e)
+		if err := c.cfg.Ledger.SetFenced(ctx, cl.Name, false, reason); err != nil {
+			log.Warn("failover: cannot unfence a recovered validator client", "client", cl.Name, "err", err)
+			continue
+		}
+		c.mu.Lock()
+		delete(c.healthy, cl.Name)
+		c.mu.Unlock()
+		snap.states[cl.Name] = slashing.ClientState{}
+		log.Warn("failover: validator client unfenced (its keys stay where they were moved)", "client", cl.Name, "reason", reason)
+	}
+}
 
 // seenLive asks the beacon node whether any of keys was live (seen attesting) in one of epochs:
 // a veto on a miss that Vigil's own stream reports (its requests went to another Vigil instance

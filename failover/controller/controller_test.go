@@ -596,3 +596,68 @@ func TestLivenessOnlyVetoes(t *testing.T) {
 		t.Fatalf("without liveness: moves %+v, want vc1 moved after two misses", moved)
 	}
 }
+
+// Opt-in unfence: a fenced client that asks for attestations in M consecutive epochs is
+// unfenced (audited), its keys staying where they were moved; a gap restarts the count; off by
+// default.
+func TestUnfenceAfterHealthyEpochs(t *testing.T) {
+	r := newRig(t, "", false)
+	ctx := context.Background()
+	r.adopt("vc1", key(1))
+	r.adopt("vc2", key(2))
+	for e := phase0.Epoch(0); e < 2; e++ {
+		r.attest("vc1", e, key(1))
+		r.attest("vc2", e, key(2))
+		r.attest("sb", e, key(1), key(2))
+		r.epoch(e)
+	}
+	for e := phase0.Epoch(2); e < 4; e++ { // vc1 dies: moved at epoch 3
+		r.attest("vc2", e, key(2))
+		r.attest("sb", e, key(1), key(2))
+		r.epoch(e)
+	}
+	if r.owner(key(1)) != "sb" {
+		t.Fatalf("key 1 not moved: owner %s", r.owner(key(1)))
+	}
+	fenced := func() bool {
+		st, err := r.store.ClientStates(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st["vc1"].Fenced
+	}
+	// Off by default: vc1 comes back and asks (403) for three epochs; it stays fenced.
+	for e := phase0.Epoch(4); e < 7; e++ {
+		r.attest("vc1", e, key(1))
+		r.attest("vc2", e, key(2))
+		r.epoch(e)
+	}
+	if !fenced() {
+		t.Fatal("unfenced without --failover-unfence-after-epochs")
+	}
+	r.c.cfg.UnfenceAfter = 2
+	r.attest("vc1", 7, key(1))
+	r.attest("vc2", 7, key(2))
+	r.epoch(7)
+	r.attest("vc2", 8, key(2)) // a gap: the count restarts
+	r.epoch(8)
+	r.attest("vc1", 9, key(1))
+	r.attest("vc2", 9, key(2))
+	r.epoch(9)
+	if !fenced() {
+		t.Fatal("unfenced after one healthy epoch since a gap (want 2)")
+	}
+	r.attest("vc1", 10, key(1))
+	r.attest("vc2", 10, key(2))
+	r.epoch(10)
+	if fenced() {
+		t.Fatal("still fenced after 2 consecutive healthy epochs")
+	}
+	if r.owner(key(1)) != "sb" {
+		t.Fatalf("unfencing moved key 1 back to %s; keys stay where they were moved", r.owner(key(1)))
+	}
+	log, _ := r.store.AuditLog(ctx, 1)
+	if len(log) == 0 || !strings.Contains(log[0].Reason, "--failover-unfence-after-epochs") {
+		t.Fatalf("audit log %+v", log)
+	}
+}

@@ -68,6 +68,7 @@ type Tracker struct {
 
 	mu      sync.Mutex
 	att     map[keyClient]*epochs
+	any     map[string]*epochs // client → target epochs it asked attestations for (any key)
 	clients map[string]*ClientStats
 }
 
@@ -78,7 +79,7 @@ func New(now func() time.Time) *Tracker {
 	if now == nil {
 		now = time.Now
 	}
-	return &Tracker{now: now, att: map[keyClient]*epochs{}, clients: map[string]*ClientStats{}}
+	return &Tracker{now: now, att: map[keyClient]*epochs{}, any: map[string]*epochs{}, clients: map[string]*ClientStats{}}
 }
 
 // ObserveRequest implements signer.Observer.
@@ -99,6 +100,12 @@ func (t *Tracker) ObserveRequest(e signer.Event) {
 		return
 	}
 	cs.LastAttestation = cs.LastRequest
+	ra := t.any[e.Caller.Name]
+	if ra == nil {
+		ra = &epochs{}
+		t.any[e.Caller.Name] = ra
+	}
+	ra.add(e.Epoch)
 	k := keyClient{e.Caller.Name, e.Key}
 	r := t.att[k]
 	if r == nil {
@@ -113,6 +120,15 @@ func (t *Tracker) AttestedBy(client string, key signer.PublicKey, epoch phase0.E
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	r := t.att[keyClient{client, key}]
+	return r != nil && r.has(epoch)
+}
+
+// AttestedAny reports whether client asked for an attestation with target epoch for any key
+// (refused requests included: a fenced client that asks is alive).
+func (t *Tracker) AttestedAny(client string, epoch phase0.Epoch) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r := t.any[client]
 	return r != nil && r.has(epoch)
 }
 
