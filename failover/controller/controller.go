@@ -152,8 +152,8 @@ type Config struct {
 	// that many consecutive epochs (opt-in; 0: only an operator unfences). Its keys stay where
 	// they were moved.
 	UnfenceAfter int
-	Mode          Mode
-	Cold          bool // cold move: no staging ahead of time; delete from the failed VC
+	Mode         Mode
+	Cold         bool // cold move: no staging ahead of time; delete from the failed VC
 
 	Now     func() time.Time
 	After   func(d time.Duration) <-chan time.Time
