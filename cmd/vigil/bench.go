@@ -41,6 +41,9 @@ func bench(ctx context.Context, args []string, getenv func(string) string, stdou
 	importValidators := fs.Int("import-validators", 0, "also time an interchange import of this many validators")
 	importAtts := fs.Int("import-attestations", 1000, "attestations per validator in the import")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	serverCPUs := fs.String("server-cpus", "", "pinned mode: run the server as its own process on these CPUs (taskset list, e.g. 0) and report its own CPU per signature against raw BLS on the same CPUs; needs --load-cpus")
+	loadCPUs := fs.String("load-cpus", "", "pinned mode: the CPUs of the load generator (and put the database there too), e.g. 1")
+	rawOnly := fs.Bool("raw-only", false, "print raw one-goroutine BLS signing figures only (the pinned mode's measuring child)")
 	ha := fs.Bool("ha", false, "also measure Postgres with --ha-enabled (a one-instance pair: the leader's cost of HA), on a second database created beside the given one")
 	if err := parseLayered(fs, args, getenv); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -51,8 +54,18 @@ func bench(ctx context.Context, args []string, getenv func(string) string, stdou
 	if *clients < 1 || *rounds < 1 || *duration < time.Duration(*rounds)*time.Second {
 		return usagef("bench: want --clients ≥ 1, --rounds ≥ 1 and --duration ≥ 1s per round")
 	}
-	cores := runtime.GOMAXPROCS(0)
 	step := *duration / time.Duration(*rounds)
+	if *rawOnly {
+		return benchRawOnly(ctx, *duration, stdout)
+	}
+	if (*serverCPUs == "") != (*loadCPUs == "") {
+		return usagef("bench: --server-cpus and --load-cpus go together")
+	}
+	if *serverCPUs != "" {
+		return benchPinnedEntry(ctx, pinnedOptions{serverCPUs: *serverCPUs, loadCPUs: *loadCPUs, clients: *clients, rounds: *rounds,
+			step: step, pgURL: *pgURL}, args, getenv, stdout, stderr)
+	}
+	cores := runtime.GOMAXPROCS(0)
 	fmt.Fprintf(stdout, "vigil bench: %d cores, %d rounds of %s per phase, %d HTTP clients\n", cores, *rounds, step, *clients)
 
 	targets := []*benchTarget{{name: "SQLite"}}
@@ -243,6 +256,7 @@ type benchServer struct {
 	stop   context.CancelFunc
 	done   chan error
 	epochs []uint64 // next attestation target epoch per client
+	pid    int      // the server process (pinned mode; 0 in-process)
 
 	metricsURL string
 }

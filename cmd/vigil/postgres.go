@@ -19,6 +19,7 @@ import (
 	"github.com/vigil-signer/vigil/api"
 	"github.com/vigil-signer/vigil/slashing"
 	"github.com/vigil-signer/vigil/slashing/postgres"
+	"github.com/vigil-signer/vigil/slashing/sqlite"
 )
 
 // A Postgres connection string can carry a password in three places: the URL's userinfo
@@ -249,6 +250,11 @@ func fromJDBC(s string) (string, error) {
 
 // storeMetrics exports a store's own counters, where it keeps any.
 func storeMetrics(m *api.Metrics, s slashing.Store) {
+	if sq, ok := s.(*sqlite.Store); ok {
+		m.CounterFunc("vigil_slashing_db_commits_total",
+			"Write transactions committed to the embedded slashing database (each one an fsync; group commit puts many signatures in one).",
+			func() float64 { return float64(sq.Stats().Commits) })
+	}
 	if pg, ok := s.(*postgres.Store); ok {
 		m.CounterFunc("vigil_slashing_db_round_trips_total",
 			"Requests sent to the Postgres slashing database (one per block or attestation signature).",

@@ -1,0 +1,274 @@
+package main
+
+// `vigil bench --server-cpus S --load-cpus L`: the signer's own cost. The server runs as its own
+// `vigil serve` process pinned to CPUs S (taskset), the load generator (this process, re-run
+// under taskset) and the database on CPUs L, so the figures isolate what the signer spends per
+// signature: server CPU per signature from /proc/<pid>/stat, against raw BLS measured on the
+// same CPUs in the same run; core utilisation; latency percentiles; fsyncs per signature (the
+// SQLite store's commits, Postgres's pg_stat_wal.wal_sync).
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/vigil-signer/vigil/keystore"
+)
+
+// envBenchPinned marks the load generator re-run under taskset.
+const envBenchPinned = "VIGIL_BENCH_LOAD_PINNED"
+
+// pinnedOptions are the flags of the pinned mode.
+type pinnedOptions struct {
+	serverCPUs, loadCPUs string
+	clients, rounds      int
+	step                 time.Duration
+	pgURL                string
+}
+
+// benchPinnedEntry re-runs this process under `taskset -c L` (the load generator's CPUs) unless it
+// already is, then runs the pinned benchmark.
+func benchPinnedEntry(ctx context.Context, o pinnedOptions, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if getenv(envBenchPinned) != "1" {
+		self, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		cmd := exec.CommandContext(ctx, "taskset", append([]string{"-c", o.loadCPUs, self, "bench"}, args...)...)
+		cmd.Env = append(os.Environ(), envBenchPinned+"=1")
+		cmd.Stdout, cmd.Stderr = stdout, stderr
+		if err := cmd.Run(); err != nil {
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				return fmt.Errorf("pinned bench exited with %d", ee.ExitCode())
+			}
+			return fmt.Errorf("taskset (util-linux) is needed for --server-cpus/--load-cpus: %w", err)
+		}
+		return nil
+	}
+	return benchPinned(ctx, o, stdout, stderr)
+}
+
+// pinnedTarget is one store configuration of the pinned mode, accumulated over the rounds.
+type pinnedTarget struct {
+	benchPhase
+	name    string
+	args    []string
+	srv     *benchServer
+	syncs   int64 // fsyncs (SQLite commits / Postgres WAL syncs); -1 unknown
+	syncsOf func() int64
+}
+
+func benchPinned(ctx context.Context, o pinnedOptions, stdout, stderr io.Writer) error {
+	fmt.Fprintf(stdout, "vigil bench (pinned): server on CPUs %s, load generator and database on CPUs %s; %d rounds of %s, %d HTTP clients\n",
+		o.serverCPUs, o.loadCPUs, o.rounds, o.step, o.clients)
+	targets := []*pinnedTarget{{name: "SQLite"}}
+	if o.pgURL != "" {
+		targets = append(targets, &pinnedTarget{name: "Postgres", args: []string{"--slashing-protection-db-url", o.pgURL}})
+	}
+	for _, t := range targets {
+		srv, err := startPinnedServer(ctx, o.serverCPUs, o.clients, t.args, stderr)
+		if err != nil {
+			return fmt.Errorf("%s: %w", t.name, err)
+		}
+		defer srv.close()
+		t.srv = srv
+		if t.name == "SQLite" {
+			t.syncsOf = func() int64 { return srv.metric("vigil_slashing_db_commits_total") }
+		} else {
+			t.syncsOf = func() int64 { return pgWALSyncs(ctx, o.pgURL) }
+		}
+	}
+	var raw benchPhase
+	for i := range o.rounds {
+		n, d, cpu, err := pinnedRaw(ctx, o.serverCPUs, o.step)
+		if err != nil {
+			return fmt.Errorf("raw BLS: %w", err)
+		}
+		raw.add(n, d, cpu, nil)
+		line := fmt.Sprintf("  round %d: raw %6.0f/s", i+1, float64(n)/d.Seconds())
+		for _, t := range targets {
+			c0, s0 := procCPU(t.srv.pid), t.syncsOf()
+			n, d, lat, err := t.srv.run(ctx, o.step)
+			if err != nil {
+				return fmt.Errorf("%s: %w", t.name, err)
+			}
+			c1, s1 := procCPU(t.srv.pid), t.syncsOf()
+			t.add(n, d, c1-c0, lat)
+			if s0 < 0 || s1 < 0 || t.syncs < 0 {
+				t.syncs = -1
+			} else {
+				t.syncs += s1 - s0
+			}
+			line += fmt.Sprintf("  %s %6.0f/s", t.name, float64(n)/d.Seconds())
+		}
+		fmt.Fprintln(stdout, line)
+	}
+	rawCPU := raw.cpuPer()
+	fmt.Fprintf(stdout, "raw BLS sign, one core (CPUs %s): %.0f signatures/s, %.0f µs CPU each\n", o.serverCPUs, raw.rate(), rawCPU)
+	for _, t := range targets {
+		p50, p90, p99 := t.percentile(0.50), t.percentile(0.90), t.percentile(0.99)
+		syncs := "n/a"
+		if t.syncs >= 0 {
+			syncs = fmt.Sprintf("%.3f", float64(t.syncs)/float64(t.n))
+		}
+		fmt.Fprintf(stdout, "%-8s %6.0f signatures/s  throughput/raw %.3f  server CPU %.0f µs/signature (÷ raw %.3f, %.0f µs not BLS)  core busy %.2f  latency p50 %s p90 %s p99 %s (p99/p50 %.1f)  fsyncs/signature %s\n",
+			t.name+":", t.rate(), t.rate()/raw.rate(), t.cpuPer(), t.cpuPer()/rawCPU, t.cpuPer()-rawCPU,
+			t.cpu.Seconds()/t.d.Seconds(), p50, p90, p99, float64(p99)/float64(max(p50, 1)), syncs)
+	}
+	return nil
+}
+
+// pinnedRaw signs for d on one goroutine in a child `vigil bench --raw-only` pinned to cpus and
+// returns its count, elapsed time and CPU time.
+func pinnedRaw(ctx context.Context, cpus string, d time.Duration) (int64, time.Duration, time.Duration, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	out, err := exec.CommandContext(ctx, "taskset", "-c", cpus, self, "bench", "--raw-only", "--duration", d.String(), "--rounds", "1").Output()
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("raw child: %w", err)
+	}
+	var n, ns, cpuNS int64
+	if _, err := fmt.Sscanf(strings.TrimSpace(string(out)), "raw n=%d ns=%d cpu_ns=%d", &n, &ns, &cpuNS); err != nil {
+		return 0, 0, 0, fmt.Errorf("raw child said %q: %w", out, err)
+	}
+	return n, time.Duration(ns), time.Duration(cpuNS), nil
+}
+
+// benchRawOnly is the child of pinnedRaw: one signing goroutine (the server's core is one core).
+func benchRawOnly(ctx context.Context, d time.Duration, stdout io.Writer) error {
+	c0 := processCPU()
+	n, el, err := benchRaw(ctx, 1, d)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "raw n=%d ns=%d cpu_ns=%d\n", n, el.Nanoseconds(), (processCPU() - c0).Nanoseconds())
+	return nil
+}
+
+// startPinnedServer runs `vigil serve` as a process pinned to cpus, with one key per client.
+func startPinnedServer(ctx context.Context, cpus string, clients int, extra []string, stderr io.Writer) (*benchServer, error) {
+	dir, err := os.MkdirTemp("", "vigil-bench-")
+	if err != nil {
+		return nil, err
+	}
+	ksDir, pwFile := filepath.Join(dir, "keystores"), filepath.Join(dir, "password.txt")
+	indices := make([]uint64, clients)
+	for i := range indices {
+		indices[i] = uint64(i)
+	}
+	h := &benchServer{dir: dir, done: make(chan error, 1), epochs: make([]uint64, clients)}
+	if h.pubs, err = keystore.WriteInteropKeystores(ksDir, pwFile, indices, keystore.DevKDF()); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command("taskset", append([]string{"-c", cpus, self, "serve",
+		"--network", "minimal", "--data-dir", dir, "--keystores-path", ksDir,
+		"--keystores-password-file", pwFile, "--http-listen-port", "0", "--metrics-listen-port", "0",
+		"--log-level", "warn", "--init-slashing-protection", "--slashing-far-future-epochs", "0",
+	}, extra...)...)
+	cmd.Stderr = stderr
+	cmd.Env = os.Environ()
+	if err := cmd.Start(); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("taskset (util-linux) is needed for --server-cpus: %w", err)
+	}
+	h.pid = cmd.Process.Pid // taskset execs vigil: the same process
+	go func() { h.done <- cmd.Wait() }()
+	h.stop = func() { _ = cmd.Process.Signal(syscall.SIGTERM) }
+	fail := func(err error) (*benchServer, error) {
+		h.stop()
+		<-h.done
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	port, err := waitForPort(filepath.Join(dir, "vigil.ports"), "http-port=", h.done)
+	if err != nil {
+		return fail(err)
+	}
+	mport, err := waitForPort(filepath.Join(dir, "vigil.ports"), "metrics-port=", h.done)
+	if err != nil {
+		return fail(err)
+	}
+	h.url = "http://127.0.0.1:" + strconv.Itoa(port) + "/api/v1/eth2/sign/"
+	h.metricsURL = "http://127.0.0.1:" + strconv.Itoa(mport) + "/metrics"
+	tr := &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}
+	h.client = &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	for i := range h.epochs {
+		h.epochs[i] = 1
+	}
+	return h, nil
+}
+
+// procCPU is the CPU time (user + system) of process pid, from /proc/<pid>/stat (clock ticks of
+// 10 ms: the windows are seconds long).
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64) // field 14 of the file, counting from pid
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * (time.Second / 100)
+}
+
+// metric reads one counter of the server's /metrics (-1 when absent).
+func (h *benchServer) metric(name string) int64 {
+	resp, err := h.client.Get(h.metricsURL)
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err == nil {
+				return int64(f)
+			}
+		}
+	}
+	return -1
+}
+
+// pgWALSyncs is the server's count of WAL fsyncs (pg_stat_wal, PostgreSQL ≥ 14; -1 unknown).
+func pgWALSyncs(ctx context.Context, url string) int64 {
+	c, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return -1
+	}
+	defer c.Close(ctx)
+	var n int64
+	if err := c.QueryRow(ctx, "SELECT wal_sync FROM pg_stat_wal").Scan(&n); err != nil {
+		return -1
+	}
+	return n
+}
