@@ -37,6 +37,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	logWeb3SignerNotes(fs, log) // web3signer.go
+	raiseProcs(getenv, log)     // procs.go
 	if err := c.Validate(); err != nil {
 		return err
 	}
