@@ -42,7 +42,7 @@ type Lease struct {
 	Age          time.Duration // since its last renewal
 	Valid        bool          // valid_until is still ahead of the database's now()
 	StepDown     bool          // `vigil ha step-down` asked the holder to hand over
-	KeysVersion  int64         // version of the shared managed keystores (Config.Promote syncs them)
+	KeysVersion  int64         // fingerprint of the shared managed keystores: changes with every write (Config.Promote syncs them)
 }
 
 // Backend is the election's storage: a lock that a dead process's closed connection releases, a

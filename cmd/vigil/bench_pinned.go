@@ -48,6 +48,9 @@ func benchPinnedEntry(ctx context.Context, o pinnedOptions, args []string, geten
 		}
 		cmd := exec.CommandContext(ctx, "taskset", append([]string{"-c", o.loadCPUs, self, "bench"}, args...)...)
 		cmd.Env = append(os.Environ(), envBenchPinned+"=1")
+		// On cancel, let the pinned bench stop its servers (SIGTERM) before it is killed.
+		cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+		cmd.WaitDelay = 15 * time.Second
 		cmd.Stdout, cmd.Stderr = stdout, stderr
 		if err := cmd.Run(); err != nil {
 			var ee *exec.ExitError
@@ -178,6 +181,7 @@ func startPinnedServer(ctx context.Context, cpus string, clients int, extra []st
 	}
 	self, err := os.Executable()
 	if err != nil {
+		os.RemoveAll(dir)
 		return nil, err
 	}
 	cmd := exec.Command("taskset", append([]string{"-c", cpus, self, "serve",
@@ -187,6 +191,7 @@ func startPinnedServer(ctx context.Context, cpus string, clients int, extra []st
 	}, extra...)...)
 	cmd.Stderr = stderr
 	cmd.Env = os.Environ()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM} // never outlives the bench
 	if err := cmd.Start(); err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("taskset (util-linux) is needed for --server-cpus: %w", err)

@@ -190,7 +190,7 @@ type Controller struct {
 	lastHead  phase0.Slot             // the chain's head at the last epoch evaluation
 	quickHead phase0.Slot             // at the last quick check
 	owning    map[string]time.Time    // client → since when it holds keys (quick checks)
-	healthy   map[string]int          // fenced client → consecutive epochs it asked (UnfenceAfter)
+	healthy   map[string]streak       // fenced client → consecutive epochs it asked (UnfenceAfter)
 	held      map[string]phase0.Epoch // client → first epoch it is judged again
 }
 
@@ -226,7 +226,7 @@ func New(cfg Config) (*Controller, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Controller{cfg: cfg, held: map[string]phase0.Epoch{}, owning: map[string]time.Time{}, healthy: map[string]int{}}, nil
+	return &Controller{cfg: cfg, held: map[string]phase0.Epoch{}, owning: map[string]time.Time{}, healthy: map[string]streak{}}, nil
 }
 
 func (c *Controller) epochDuration() time.Duration {
@@ -301,6 +301,10 @@ func (c *Controller) QuickCheck(ctx context.Context) (ev Evaluation) {
 		return ev // one key's duties can be two epochs less a slot apart: K = 1 has no quick path
 	}
 	if ev.Leader = c.cfg.IsLeader(); !ev.Leader {
+		// Another instance leads meanwhile: what this one saw is stale once it leads again.
+		c.mu.Lock()
+		clear(c.owning)
+		c.mu.Unlock()
 		return ev
 	}
 	limit := time.Duration(c.cfg.MissedEpochs)*c.epochDuration() + c.cfg.Grace
@@ -367,7 +371,18 @@ func (c *Controller) QuickCheck(ctx context.Context) (ev Evaluation) {
 	c.act(ctx, snap, &ev, judged, func(from string) string {
 		return fmt.Sprintf("no attestation requested for %s (more than %d epochs and the grace: every duty of those epochs missed)", silent[from].Round(100*time.Millisecond), c.cfg.MissedEpochs)
 	}, log)
+	if len(ev.Moves) > 0 && ev.Err == nil {
+		// Only after a move (the epoch evaluations reconcile every epoch): the moved keys
+		// reach the standby's keymanager now rather than at the epoch's end.
+		c.reconcile(ctx, snap.set, snap.states, snap.byClient, log)
+	}
 	return ev
+}
+
+// streak counts consecutive epochs (UnfenceAfter): n epochs up to last.
+type streak struct {
+	n    int
+	last phase0.Epoch
 }
 
 // snapshot is what one evaluation reads before judging.
@@ -439,6 +454,9 @@ func (c *Controller) judged(snap *snapshot, cl *clients.Client, e phase0.Epoch) 
 func (c *Controller) Evaluate(ctx context.Context, e phase0.Epoch) (ev Evaluation) {
 	ev = Evaluation{Epoch: e, Missed: map[string]int{}}
 	if ev.Leader = c.cfg.IsLeader(); !ev.Leader {
+		c.mu.Lock()
+		clear(c.healthy) // streaks are this instance's, counted while it leads
+		c.mu.Unlock()
 		return ev
 	}
 	log := c.cfg.Logger.With("epoch", uint64(e))
@@ -519,6 +537,9 @@ func (c *Controller) Evaluate(ctx context.Context, e phase0.Epoch) (ev Evaluatio
 	c.act(ctx, snap, &ev, judged, func(from string) string {
 		return fmt.Sprintf("missed %d consecutive epochs (up to epoch %d)", ev.Missed[from], e)
 	}, log)
+	if c.cfg.Mode == Act && ev.Err == nil {
+		c.reconcile(ctx, snap.set, snap.states, snap.byClient, log)
+	}
 	return ev
 }
 
@@ -577,9 +598,6 @@ func (c *Controller) act(ctx context.Context, snap *snapshot, ev *Evaluation, ju
 			m.Stuck(stuck)
 		}
 	})
-	if c.cfg.Mode == Act {
-		c.reconcile(ctx, set, states, byClient, log)
-	}
 }
 
 func (c *Controller) metric(fn func(Metrics)) { fn(c.cfg.Metrics) }
@@ -599,8 +617,13 @@ func (c *Controller) unfenceHealthy(ctx context.Context, snap *snapshot, e phase
 			c.mu.Unlock()
 			continue
 		}
-		c.healthy[cl.Name]++
-		n := c.healthy[cl.Name]
+		run := c.healthy[cl.Name]
+		if run.n == 0 || e != run.last+1 {
+			run.n = 0 // not consecutive (a skipped or repeated epoch): start again
+		}
+		run.n, run.last = run.n+1, e
+		c.healthy[cl.Name] = run
+		n := run.n
 		c.mu.Unlock()
 		if n < c.cfg.UnfenceAfter {
 			continue

@@ -661,3 +661,33 @@ func TestUnfenceAfterHealthyEpochs(t *testing.T) {
 		t.Fatalf("audit log %+v", log)
 	}
 }
+
+// After leading again (another instance led meanwhile), the quick path does not judge on what
+// this instance saw before: a client is judged silent only K epochs and the grace after this
+// instance leads again, even with no liveness to veto.
+func TestQuickCheckAfterLeadingAgain(t *testing.T) {
+	r := newRig(t, "", false)
+	r.adopt("vc1", key(1))
+	r.adopt("vc2", key(2))
+	r.bn.mu.Lock()
+	r.bn.noLive = true
+	r.bn.mu.Unlock()
+	r.quick(0)
+	r.attest("vc1", 0, key(1))
+	r.attest("vc2", 0, key(2))
+	r.leader = false
+	if ev := r.quick(20); ev.Leader || len(ev.Failed) != 0 {
+		t.Fatalf("not leading: %+v", ev)
+	}
+	r.leader = true
+	r.attest("vc2", 3, key(2)) // vc1's requests went to the other instance meanwhile
+	r.attest("sb", 3, key(1), key(2))
+	if ev := r.quick(31); len(ev.Failed) != 0 || len(ev.Moves) != 0 {
+		t.Fatalf("first quick check after leading again: %+v, want nothing judged", ev)
+	}
+	r.attest("vc2", 5, key(2))
+	r.attest("sb", 5, key(1), key(2))
+	if ev := r.quick(49.5); len(ev.Moves) != 1 || ev.Moves[0].From != "vc1" {
+		t.Fatalf("silent for more than the limit since leading again: %+v, want vc1 moved", ev)
+	}
+}

@@ -285,7 +285,7 @@ func (b *Backend) Observe(ctx context.Context) (failover.Lease, error) {
 	err = c.QueryRow(ctx, `SELECT coalesce(holder, ''), term, advertise_url,
 			coalesce(extract(epoch FROM now() - renewed_at) * 1000, 0)::float8,
 			coalesce(valid_until > now(), false), step_down,
-			(SELECT coalesce(max(version), 0) FROM managed_keystores)
+			(SELECT coalesce(sum(version), 0)::bigint FROM managed_keystores)
 		FROM ha_lease WHERE id = 1`).Scan(&l.Holder, &l.Term, &l.AdvertiseURL, &ageMS, &l.Valid, &l.StepDown, &l.KeysVersion)
 	if err != nil {
 		b.dropWatch()

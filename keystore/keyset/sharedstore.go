@@ -41,7 +41,8 @@ var sharedKDF = keystore.KDFParams{Function: keystore.KDFPBKDF2, C: 2}
 func (s *SharedStore) Put(ctx context.Context, sk *keystore.SecretKey) error {
 	raw := make([]byte, 32)
 	_, _ = rand.Read(raw)
-	password := []byte(hex.EncodeToString(raw))
+	password := make([]byte, hex.EncodedLen(len(raw)))
+	hex.Encode(password, raw)
 	clear(raw)
 	defer clear(password)
 	js, err := keystore.Encrypt(sk, password, sharedKDF, "")

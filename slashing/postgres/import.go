@@ -66,12 +66,15 @@ func (s *Store) ImportChunk(ctx context.Context, gvr phase0.Root, c slashing.Imp
 		term, gvr[:], c.Pubkey[:], int64(c.ImportID), c.First, c.Last, slots, blockRoots, sources, targets, attRoots, lwSlot, lwSource, lwTarget,
 		s.ImportIdleTimeout().Milliseconds()).
 		Scan(&code, &current, &pinned)
-	s.noteWrite(err)
+	if err != nil && writeFailure(err) {
+		s.writeOK.Store(&writeState{err: err})
+	}
 	if err != nil {
 		return unavailable("import", err)
 	}
 	switch code {
 	case verdictRecord:
+		s.wrote()
 		s.noteGVR(gvr)
 		return nil
 	case verdictFenced:

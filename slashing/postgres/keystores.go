@@ -59,13 +59,16 @@ func (s *Store) AddManagedKeystore(ctx context.Context, k ManagedKeystore, by st
 	return tag.RowsAffected() == 1, nil
 }
 
-// ManagedKeystoresVersion is the table's state: the largest version of its rows (0: none).
+// ManagedKeystoresVersion is a fingerprint of the table's state: the sum of its rows' versions
+// (0: none). Every write gives its row a new, larger version, so the sum grows with every commit
+// whatever the commit order (the largest version alone would miss a row whose version was
+// taken earlier but committed later).
 func (s *Store) ManagedKeystoresVersion(ctx context.Context) (int64, error) {
 	if err := s.enter(ctx, "read the shared keystores' version"); err != nil {
 		return 0, err
 	}
 	var v int64
-	if err := s.pool.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM managed_keystores`).Scan(&v); err != nil {
+	if err := s.pool.QueryRow(ctx, `SELECT coalesce(sum(version), 0)::bigint FROM managed_keystores`).Scan(&v); err != nil {
 		return 0, unavailable("read the shared keystores' version", err)
 	}
 	return v, nil

@@ -46,6 +46,9 @@ func (s *Store) SignBlock(ctx context.Context, b slashing.Block) error {
 		return err
 	}
 	s.signs.Add(1)
+	if v.code == verdictRecord {
+		s.wrote()
+	}
 	return s.count(s.blockVerdict(b, term, v))
 }
 
@@ -62,6 +65,9 @@ func (s *Store) SignAttestation(ctx context.Context, a slashing.Attestation) err
 		return err
 	}
 	s.signs.Add(1)
+	if v.code == verdictRecord {
+		s.wrote()
+	}
 	return s.count(s.attestationVerdict(a, term, v))
 }
 
@@ -89,25 +95,37 @@ func (s *Store) writeRow(ctx context.Context, op, sql string, args []any, dest .
 	if cc != nil && cc.notReplicated.Swap(false) && err == nil {
 		err = ErrNotReplicated
 	}
-	s.noteWrite(err)
+	if err != nil && writeFailure(err) {
+		s.writeOK.Store(&writeState{err: err})
+	}
 	if err != nil {
 		return unavailable(op, err)
 	}
 	return nil
 }
 
-// noteWrite records whether a write failed because the server cannot write (read-only, disk
-// full, I/O error, not replicated) for Ping: health stays DOWN from such a failure until a write
-// succeeds. Other errors (a lost connection, a cancelled request) say nothing about writability.
-func (s *Store) noteWrite(err error) {
-	if err == nil {
-		if p := s.writeOK.Load(); p != nil {
-			s.writeOK.CompareAndSwap(p, nil)
-		}
-		return
+// Writability for Ping: a write that failed because the server cannot write (read-only, disk
+// full, I/O error, not replicated) is recorded in writeOK (writeRow, ImportChunk), and health
+// stays DOWN until a write that recorded something commits (wrote: verdict 0; a refusal, a
+// repeat or a fenced write commits nothing and proves nothing) or Ping's own probe write does.
+// Other errors (a lost connection, a cancelled request) say nothing about writability.
+
+// wrote clears a recorded write failure after a write that recorded something committed.
+func (s *Store) wrote() {
+	if p := s.writeOK.Load(); p != nil {
+		s.writeOK.CompareAndSwap(p, nil)
 	}
-	if writeFailure(err) {
-		s.writeOK.Store(&writeState{err: err})
+}
+
+// probeWrite is Ping's write while a write failure is recorded: a real write transaction (a new
+// row version of schema_version, flushed and, under synchronous replication, acknowledged), so
+// that health recovers even when nothing is sent to a DOWN instance (a load balancer routes on
+// /readyz). Its outcome replaces the recorded state.
+func (s *Store) probeWrite(ctx context.Context) {
+	var v int
+	err := s.writeRow(ctx, "probe write", `UPDATE schema_version SET version = version WHERE id = 1 RETURNING version`, nil, &v)
+	if err == nil {
+		s.wrote()
 	}
 }
 

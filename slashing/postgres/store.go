@@ -333,9 +333,12 @@ func (s *Store) Ping(ctx context.Context) error {
 	case readOnly == "on":
 		return fmt.Errorf("%w: postgres: transactions are read-only (default_transaction_read_only): Vigil records every signature before releasing it", slashing.ErrUnavailable)
 	}
+	if s.writeOK.Load() != nil {
+		s.probeWrite(ctx) // sign.go: health recovers without traffic
+	}
 	if w := s.writeOK.Load(); w != nil {
 		// Reads work, but the last write failed for a reason of the server (read-only, disk
-		// full, I/O error, not replicated): DOWN until a write succeeds (every request tries one).
+		// full, I/O error, not replicated): DOWN until a write succeeds.
 		return fmt.Errorf("%w: postgres: the last write failed (%v); DOWN until a write succeeds", slashing.ErrUnavailable, w.err)
 	}
 	return nil
