@@ -8,7 +8,7 @@ TEST_TIMEOUT ?= 20m
 SHELL     := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 
-.PHONY: help build run test test-vault bench lint clean
+.PHONY: help build run test test-vault bench bench-pinned lint clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -31,7 +31,15 @@ test: lint ## run the whole test suite (set VIGIL_REQUIRE_EXTERNAL=1 to fail ins
 test-vault: ## Vault key source against an in-process Vault core (nested module keystore/vaulttest; first build ~5 min)
 	cd keystore/vaulttest && $(GO) vet ./... && $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
-bench: build ## raw BLS vs end-to-end HTTP signing (SQLite, Postgres), import at scale, keystore decryption scaling, startup with 10k keys per store
+PINNED_DURATION ?= 20s
+PINNED_ROUNDS ?= 5
+
+bench-pinned: build ## the signer's own cost: server pinned to CPU 0, load generator and Postgres on CPU 1, ratios to raw BLS on CPU 0 in one run
+	@url=$$(deploy/dev/throwaway-postgres.sh start); trap 'deploy/dev/throwaway-postgres.sh stop' EXIT; \
+	deploy/dev/throwaway-postgres.sh pin 1; \
+	$(BIN) bench --server-cpus 0 --load-cpus 1 --duration $(PINNED_DURATION) --rounds $(PINNED_ROUNDS) --slashing-protection-db-url "$$url"
+
+bench: build bench-pinned ## raw BLS vs end-to-end HTTP signing (SQLite, Postgres), import at scale, keystore decryption scaling, startup with 10k keys per store
 	@url=$$(deploy/dev/throwaway-postgres.sh start); trap 'deploy/dev/throwaway-postgres.sh stop' EXIT; \
 	$(BIN) bench --duration 20s --rounds 10 --slashing-protection-db-url "$$url" --ha \
 		--import-validators 10000 --import-attestations 1000

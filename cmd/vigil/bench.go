@@ -63,7 +63,7 @@ func bench(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	if *serverCPUs != "" {
 		return benchPinnedEntry(ctx, pinnedOptions{serverCPUs: *serverCPUs, loadCPUs: *loadCPUs, clients: *clients, rounds: *rounds,
-			step: step, pgURL: *pgURL}, args, getenv, stdout, stderr)
+			step: step, pgURL: *pgURL, cpuProfile: *cpuProfile}, args, getenv, stdout, stderr)
 	}
 	cores := runtime.GOMAXPROCS(0)
 	fmt.Fprintf(stdout, "vigil bench: %d cores, %d rounds of %s per phase, %d HTTP clients\n", cores, *rounds, step, *clients)

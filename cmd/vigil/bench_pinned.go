@@ -36,6 +36,7 @@ type pinnedOptions struct {
 	clients, rounds      int
 	step                 time.Duration
 	pgURL                string
+	cpuProfile           string // the servers' CPU profiles: <cpuProfile>.<target>
 }
 
 // benchPinnedEntry re-runs this process under `taskset -c L` (the load generator's CPUs) unless it
@@ -82,6 +83,9 @@ func benchPinned(ctx context.Context, o pinnedOptions, stdout, stderr io.Writer)
 		targets = append(targets, &pinnedTarget{name: "Postgres", args: []string{"--slashing-protection-db-url", o.pgURL}})
 	}
 	for _, t := range targets {
+		if o.cpuProfile != "" {
+			t.args = append(t.args, "--cpu-profile", o.cpuProfile+"."+strings.ToLower(t.name))
+		}
 		srv, err := startPinnedServer(ctx, o.serverCPUs, o.clients, t.args, stderr)
 		if err != nil {
 			return fmt.Errorf("%s: %w", t.name, err)

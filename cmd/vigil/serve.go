@@ -38,6 +38,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	logWeb3SignerNotes(fs, log) // web3signer.go
 	raiseProcs(getenv, log)     // procs.go
+	if c.cpuProfile != "" {
+		stop, err := startCPUProfile(c.cpuProfile) // procs.go
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	if err := c.Validate(); err != nil {
 		return err
 	}

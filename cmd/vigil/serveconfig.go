@@ -15,6 +15,7 @@ const devKeyCount = 4
 
 type serveConfig struct {
 	configFile      string
+	cpuProfile      string
 	host            string
 	port            int
 	metricsEnabled  bool
@@ -106,6 +107,7 @@ func serveFlags(c *serveConfig, getenv func(string) string) *flag.FlagSet {
 	fs.IntVar(&c.maxInFlight, "max-in-flight", 4096, "concurrent sign requests before new ones get 503")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
+	fs.StringVar(&c.cpuProfile, "cpu-profile", "", "diagnostics: write a Go CPU profile of the whole run to this file (read it with go tool pprof)")
 	fs.BoolVar(&c.dev, "dev", false, "development mode: create interop test keys in the data dir (network minimal unless set)")
 	c.km.register(fs) // keymanager.go
 	c.ks.register(fs, &c.store.dataDir)

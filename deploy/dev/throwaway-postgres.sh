@@ -3,6 +3,7 @@
 # on, but the data dir lives under /tmp).
 #   throwaway-postgres.sh start   → prints a postgres:// URL on stdout; state in $PGTMP_FILE
 #   throwaway-postgres.sh stop    → stops it and removes the data dir
+#   throwaway-postgres.sh pin CPUS → moves its processes (and the backends it forks later) to CPUS
 set -euo pipefail
 STATE=${PGTMP_FILE:-/tmp/vigil-throwaway-postgres.state}
 PGBIN=${PGBIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}
@@ -27,6 +28,12 @@ stop)
   as_pg "$PGBIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null || true
   rm -rf "$dir" "$STATE"
   ;;
+pin)
+  [ -f "$STATE" ] || { echo "no throwaway cluster running" >&2; exit 1; }
+  read -r dir port < "$STATE"
+  pid=$(head -1 "$dir/data/postmaster.pid")
+  for p in "$pid" $(pgrep -P "$pid"); do taskset -a -p -c "${2:?CPUS}" "$p" >/dev/null; done
+  ;;
 *)
-  echo "usage: $0 start|stop" >&2; exit 2 ;;
+  echo "usage: $0 start|stop|pin CPUS" >&2; exit 2 ;;
 esac
