@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -37,6 +38,7 @@ type pinnedOptions struct {
 	step                 time.Duration
 	pgURL                string
 	cpuProfile           string // the servers' CPU profiles: <cpuProfile>.<target>
+	burst                int    // also measure a burst of this many attestations for as many keys
 }
 
 // benchPinnedEntry re-runs this process under `taskset -c L` (the load generator's CPUs) unless it
@@ -135,7 +137,79 @@ func benchPinned(ctx context.Context, o pinnedOptions, stdout, stderr io.Writer)
 			t.name+":", t.rate(), t.rate()/raw.rate(), t.cpuPer(), t.cpuPer()/rawCPU, t.cpuPer()-rawCPU,
 			t.cpu.Seconds()/t.d.Seconds(), p50, p90, p99, float64(p99)/float64(max(p50, 1)), syncs)
 	}
+	if o.burst > 0 {
+		ideal := time.Duration(float64(o.burst) / raw.rate() * float64(time.Second))
+		for _, t := range targets {
+			args := t.args
+			if o.cpuProfile != "" {
+				args = args[:len(args)-2] // no profile of the burst server
+			}
+			lat, all, err := pinnedBurst(ctx, o.serverCPUs, o.burst, args, stderr)
+			if err != nil {
+				return fmt.Errorf("%s burst: %w", t.name, err)
+			}
+			b := benchPhase{lat: lat}
+			p99 := b.percentile(0.99)
+			fmt.Fprintf(stdout, "%-8s burst of %d attestations for %d keys: all answered in %s, p50 %s p99 %s; p99 ÷ (%d / raw rate = %s) = %.2f (goal ≤ 1.3)\n",
+				t.name+":", o.burst, o.burst, all.Round(time.Millisecond), b.percentile(0.5), p99, o.burst, ideal.Round(time.Millisecond), float64(p99)/float64(ideal))
+		}
+	}
 	return nil
+}
+
+// pinnedBurst starts a pinned server with n keys, warms every connection and key up with one
+// burst, then sends a second burst of n attestations (one per key, all at once) and returns the
+// latencies and the time until the last answer.
+func pinnedBurst(ctx context.Context, cpus string, n int, args []string, stderr io.Writer) ([]time.Duration, time.Duration, error) {
+	srv, err := startPinnedServer(ctx, cpus, n, args, stderr)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer srv.close()
+	srv.client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: n, MaxConnsPerHost: n}, Timeout: time.Minute}
+	var lat []time.Duration
+	var all time.Duration
+	for round := range 2 {
+		lats := make([]time.Duration, n)
+		errs := make(chan error, n)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for c := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				e := uint64(round + 1)
+				body := fmt.Sprintf(`{"type":"ATTESTATION","fork_info":%s,"attestation":{"slot":"%d","index":"0","beacon_block_root":"0x%064x","source":{"epoch":"%d","root":"0x%064x"},"target":{"epoch":"%d","root":"0x%064x"}}}`,
+					benchForkInfo, e*8, e, e-1, e-1, e, e)
+				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.url+srv.pubs[c].String(), strings.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				<-start
+				t0 := time.Now()
+				resp, err := srv.client.Do(req)
+				if err != nil {
+					errs <- err
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					errs <- fmt.Errorf("status %d", resp.StatusCode)
+					return
+				}
+				lats[c] = time.Since(t0)
+			}()
+		}
+		t0 := time.Now()
+		close(start)
+		wg.Wait()
+		all = time.Since(t0)
+		close(errs)
+		if err := <-errs; err != nil {
+			return nil, 0, err
+		}
+		lat = lats
+	}
+	return lat, all, nil
 }
 
 // pinnedRaw signs for d on one goroutine in a child `vigil bench --raw-only` pinned to cpus and
