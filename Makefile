@@ -37,7 +37,7 @@ PINNED_ROUNDS ?= 5
 bench-pinned: build ## the signer's own cost: server pinned to CPU 0, load generator and Postgres on CPU 1, ratios to raw BLS on CPU 0 in one run
 	@url=$$(deploy/dev/throwaway-postgres.sh start); trap 'deploy/dev/throwaway-postgres.sh stop' EXIT; \
 	deploy/dev/throwaway-postgres.sh pin 1; \
-	$(BIN) bench --server-cpus 0 --load-cpus 1 --duration $(PINNED_DURATION) --rounds $(PINNED_ROUNDS) --burst 1000 --slashing-protection-db-url "$$url"
+	$(BIN) bench --server-cpus 0 --load-cpus 1 --duration $(PINNED_DURATION) --rounds $(PINNED_ROUNDS) --burst 1000 --overload 3 --slashing-protection-db-url "$$url"
 
 bench: build bench-pinned ## raw BLS vs end-to-end HTTP signing (SQLite, Postgres), import at scale, keystore decryption scaling, startup with 10k keys per store
 	@url=$$(deploy/dev/throwaway-postgres.sh start); trap 'deploy/dev/throwaway-postgres.sh stop' EXIT; \

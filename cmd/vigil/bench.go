@@ -44,6 +44,7 @@ func bench(ctx context.Context, args []string, getenv func(string) string, stdou
 	serverCPUs := fs.String("server-cpus", "", "pinned mode: run the server as its own process on these CPUs (taskset list, e.g. 0) and report its own CPU per signature against raw BLS on the same CPUs; needs --load-cpus")
 	loadCPUs := fs.String("load-cpus", "", "pinned mode: the CPUs of the load generator (and put the database there too), e.g. 1")
 	burst := fs.Int("burst", 0, "pinned mode: also send a burst of this many attestations for as many keys (all at once) and compare its p99 with burst ÷ the raw rate")
+	overload := fs.Float64("overload", 0, "pinned mode: also offer this multiple of the measured capacity, open loop (e.g. 3), and report goodput, 503s and latencies")
 	rawOnly := fs.Bool("raw-only", false, "print raw one-goroutine BLS signing figures only (the pinned mode's measuring child)")
 	ha := fs.Bool("ha", false, "also measure Postgres with --ha-enabled (a one-instance pair: the leader's cost of HA), on a second database created beside the given one")
 	if err := parseLayered(fs, args, getenv); err != nil {
@@ -64,7 +65,7 @@ func bench(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	if *serverCPUs != "" {
 		return benchPinnedEntry(ctx, pinnedOptions{serverCPUs: *serverCPUs, loadCPUs: *loadCPUs, clients: *clients, rounds: *rounds,
-			step: step, pgURL: *pgURL, cpuProfile: *cpuProfile, burst: *burst}, args, getenv, stdout, stderr)
+			step: step, pgURL: *pgURL, cpuProfile: *cpuProfile, burst: *burst, overload: *overload}, args, getenv, stdout, stderr)
 	}
 	cores := runtime.GOMAXPROCS(0)
 	fmt.Fprintf(stdout, "vigil bench: %d cores, %d rounds of %s per phase, %d HTTP clients\n", cores, *rounds, step, *clients)

@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -39,6 +40,7 @@ type pinnedOptions struct {
 	pgURL                string
 	cpuProfile           string // the servers' CPU profiles: <cpuProfile>.<target>
 	burst                int    // also measure a burst of this many attestations for as many keys
+	overload             float64 // also offer this multiple of the measured capacity, open loop
 }
 
 // benchPinnedEntry re-runs this process under `taskset -c L` (the load generator's CPUs) unless it
@@ -136,6 +138,21 @@ func benchPinned(ctx context.Context, o pinnedOptions, stdout, stderr io.Writer)
 		fmt.Fprintf(stdout, "%-8s %6.0f signatures/s  throughput/raw %.3f  server CPU %.0f µs/signature (÷ raw %.3f, %.0f µs not BLS)  core busy %.2f  latency p50 %s p90 %s p99 %s (p99/p50 %.1f)  fsyncs/signature %s\n",
 			t.name+":", t.rate(), t.rate()/raw.rate(), t.cpuPer(), t.cpuPer()/rawCPU, t.cpuPer()-rawCPU,
 			t.cpu.Seconds()/t.d.Seconds(), p50, p90, p99, float64(p99)/float64(max(p50, 1)), syncs)
+	}
+	if o.overload > 0 {
+		for _, t := range targets {
+			capacity := t.rate()
+			r, err := t.srv.openLoop(ctx, o.overload*capacity, max(o.step, 3*time.Second))
+			if err != nil {
+				return fmt.Errorf("%s overload: %w", t.name, err)
+			}
+			ok := benchPhase{lat: r.okLat}
+			shed := benchPhase{lat: r.shedLat}
+			good := float64(len(r.okLat)) / r.total.Seconds()
+			fmt.Fprintf(stdout, "%-8s overload %.1f× capacity (%.0f/s offered for %s, last answer after %s): goodput %.0f/s = %.2f × capacity (goal ≥ 0.9); 503 %d (p99 %s, goal: at once), other failures %d; p50/p99 of the signed %s / %s\n",
+				t.name+":", o.overload, o.overload*capacity, r.d.Round(time.Millisecond), r.total.Round(time.Millisecond), good, good/capacity,
+				len(r.shedLat), shed.percentile(0.99), r.failed, ok.percentile(0.5), ok.percentile(0.99))
+		}
 	}
 	if o.burst > 0 {
 		ideal := time.Duration(float64(o.burst) / raw.rate() * float64(time.Second))
@@ -354,4 +371,73 @@ func pgWALSyncs(ctx context.Context, url string) int64 {
 		return -1
 	}
 	return n
+}
+
+// openLoopResult is what an open-loop run saw.
+type openLoopResult struct {
+	okLat, shedLat []time.Duration // latencies of 200s and of 503s
+	failed         int             // other statuses and transport errors (refused, reset, timed out)
+	d              time.Duration   // the offering window
+	total          time.Duration   // until the last answer
+}
+
+// openLoop offers rate requests per second for d, each on its own goroutine whatever the
+// answers (open loop, as validator clients do at a slot), cycling over the server's keys with
+// ever-increasing epochs, and waits for every answer.
+func (h *benchServer) openLoop(ctx context.Context, rate float64, d time.Duration) (openLoopResult, error) {
+	cl := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 512}, Timeout: 30 * time.Second}
+	defer cl.CloseIdleConnections()
+	var mu sync.Mutex
+	var res openLoopResult
+	var wg sync.WaitGroup
+	next := make([]atomic.Uint64, len(h.pubs))
+	for i := range next {
+		next[i].Store(h.epochs[i] + 1000) // beyond every epoch the closed-loop rounds used
+	}
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	start := time.Now()
+	sent := 0
+	for now := start; now.Sub(start) < d && ctx.Err() == nil; now = <-tick.C {
+		due := int(rate * now.Sub(start).Seconds())
+		for ; sent < due; sent++ {
+			k := sent % len(h.pubs)
+			e := next[k].Add(1)
+			body := fmt.Sprintf(`{"type":"ATTESTATION","fork_info":%s,"attestation":{"slot":"%d","index":"0","beacon_block_root":"0x%064x","source":{"epoch":"%d","root":"0x%064x"},"target":{"epoch":"%d","root":"0x%064x"}}}`,
+				benchForkInfo, e*8, e, e-1, e-1, e, e)
+			url := h.url + h.pubs[k].String()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				t0 := time.Now()
+				resp, err := cl.Do(req)
+				status := 0
+				if err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					status = resp.StatusCode
+				}
+				lat := time.Since(t0)
+				mu.Lock()
+				defer mu.Unlock()
+				switch status {
+				case http.StatusOK:
+					res.okLat = append(res.okLat, lat)
+				case http.StatusServiceUnavailable:
+					res.shedLat = append(res.shedLat, lat)
+				default:
+					res.failed++
+				}
+			}()
+		}
+	}
+	res.d = time.Since(start)
+	wg.Wait()
+	res.total = time.Since(start)
+	for i := range next {
+		h.epochs[i] = next[i].Load() + 1
+	}
+	return res, ctx.Err()
 }
