@@ -38,8 +38,8 @@ type pinnedOptions struct {
 	clients, rounds      int
 	step                 time.Duration
 	pgURL                string
-	cpuProfile           string // the servers' CPU profiles: <cpuProfile>.<target>
-	burst                int    // also measure a burst of this many attestations for as many keys
+	cpuProfile           string  // the servers' CPU profiles: <cpuProfile>.<target>
+	burst                int     // also measure a burst of this many attestations for as many keys
 	overload             float64 // also offer this multiple of the measured capacity, open loop
 }
 
