@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -202,15 +203,36 @@ type haPairOptions struct {
 	directDB  bool     // connect straight to Postgres, not through the nodes' tcpProxy
 }
 
+// haFreePort returns a port that was free a moment ago, for a process to bind later. It is
+// drawn below Linux's ephemeral range (32768–60999): a port the kernel hands out for port 0
+// can be taken meanwhile as the source port of any outgoing connection (the parallel devnets'
+// clients make many), which made a later bind fail with "address already in use". Ports handed
+// out here are not handed out twice by this test process.
 func haFreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	haPortsMu.Lock()
+	defer haPortsMu.Unlock()
+	for range 1000 {
+		p := 20000 + rand.IntN(12000)
+		if haPortsUsed[p] {
+			continue
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		haPortsUsed[p] = true
+		return p
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free port in 20000–31999")
+	return 0
 }
+
+var (
+	haPortsMu   sync.Mutex
+	haPortsUsed = map[int]bool{}
+)
 
 // newHAPair starts node a (it becomes leader), then node b (standby), on a fresh Postgres
 // database, both with --ha-enabled. When the binary does not yet implement HA (no transition

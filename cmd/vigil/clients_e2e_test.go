@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -80,14 +81,10 @@ func writePEM(t *testing.T, dir, name string, c tls.Certificate) (certFile, keyF
 	return certFile, keyFile
 }
 
+// freeAddr is a loopback address with a port from haFreePort (outside the ephemeral range).
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return "127.0.0.1:" + strconv.Itoa(haFreePort(t))
 }
 
 // signAs sends one RANDAO_REVEAL sign request for interop key k with client (TLS config,
