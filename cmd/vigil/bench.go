@@ -265,28 +265,33 @@ type benchServer struct {
 
 // roundTrips reads the server's slashing-database round-trip counter from /metrics (-1 when
 // the store does not count them).
-func (h *benchServer) roundTrips() int64 {
-	resp, err := h.client.Get(h.metricsURL)
-	if err != nil {
-		return -1
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "vigil_slashing_db_round_trips_total "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err == nil {
-				return int64(f)
-			}
-		}
-	}
-	return -1
-}
+func (h *benchServer) roundTrips() int64 { return h.metric("vigil_slashing_db_round_trips_total") }
 
 func startBenchServer(ctx context.Context, clients int, extra []string, stderr io.Writer) (*benchServer, error) {
-	dir, err := os.MkdirTemp("", "vigil-bench-")
+	h, serveArgs, err := newBenchServer(clients)
 	if err != nil {
 		return nil, err
+	}
+	srvCtx, stop := context.WithCancel(ctx)
+	h.stop = stop
+	go func() {
+		h.done <- serve(srvCtx, append(serveArgs, extra...), func(string) string { return "" }, io.Discard, stderr)
+	}()
+	if err := h.connect(clients); err != nil {
+		stop()
+		<-h.done
+		os.RemoveAll(h.dir)
+		return nil, err
+	}
+	return h, nil
+}
+
+// newBenchServer writes one interop keystore per client into a fresh directory and returns the
+// server (not started) and the `vigil serve` arguments that run it.
+func newBenchServer(clients int) (*benchServer, []string, error) {
+	dir, err := os.MkdirTemp("", "vigil-bench-")
+	if err != nil {
+		return nil, nil, err
 	}
 	ksDir, pwFile := filepath.Join(dir, "keystores"), filepath.Join(dir, "password.txt")
 	indices := make([]uint64, clients)
@@ -296,37 +301,33 @@ func startBenchServer(ctx context.Context, clients int, extra []string, stderr i
 	h := &benchServer{dir: dir, done: make(chan error, 1), epochs: make([]uint64, clients)}
 	if h.pubs, err = keystore.WriteInteropKeystores(ksDir, pwFile, indices, keystore.DevKDF()); err != nil {
 		os.RemoveAll(dir)
-		return nil, err
+		return nil, nil, err
 	}
-	srvCtx, stop := context.WithCancel(ctx)
-	h.stop = stop
-	go func() {
-		h.done <- serve(srvCtx, append([]string{
-			"--network", "minimal", "--data-dir", dir, "--keystores-path", ksDir,
-			"--keystores-password-file", pwFile, "--http-listen-port", "0", "--metrics-listen-port", "0",
-			"--log-level", "warn", "--init-slashing-protection", "--slashing-far-future-epochs", "0",
-		}, extra...), func(string) string { return "" }, io.Discard, stderr)
-	}()
-	port, err := waitForPort(filepath.Join(dir, "vigil.ports"), "http-port=", h.done)
-	if err != nil {
-		stop()
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	mport, err := waitForPort(filepath.Join(dir, "vigil.ports"), "metrics-port=", h.done)
-	if err != nil {
-		stop()
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	h.url = "http://127.0.0.1:" + strconv.Itoa(port) + "/api/v1/eth2/sign/"
-	h.metricsURL = "http://127.0.0.1:" + strconv.Itoa(mport) + "/metrics"
-	tr := &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}
-	h.client = &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	for i := range h.epochs {
 		h.epochs[i] = 1
 	}
-	return h, nil
+	return h, []string{
+		"--network", "minimal", "--data-dir", dir, "--keystores-path", ksDir,
+		"--keystores-password-file", pwFile, "--http-listen-port", "0", "--metrics-listen-port", "0",
+		"--log-level", "warn", "--init-slashing-protection", "--slashing-far-future-epochs", "0",
+	}, nil
+}
+
+// connect waits for the started server's ports and makes the client (conns connections).
+func (h *benchServer) connect(conns int) error {
+	port, err := waitForPort(filepath.Join(h.dir, "vigil.ports"), "http-port=", h.done)
+	if err != nil {
+		return err
+	}
+	mport, err := waitForPort(filepath.Join(h.dir, "vigil.ports"), "metrics-port=", h.done)
+	if err != nil {
+		return err
+	}
+	h.url = "http://127.0.0.1:" + strconv.Itoa(port) + "/api/v1/eth2/sign/"
+	h.metricsURL = "http://127.0.0.1:" + strconv.Itoa(mport) + "/metrics"
+	tr := &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns}
+	h.client = &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	return nil
 }
 
 func (h *benchServer) close() {
@@ -340,6 +341,13 @@ const (
 	benchGVR      = "0x05d79a31a8e69ecd78114c50ce73116be33027d8431b82fff6c0b3cd9c2cbb1f"
 	benchForkInfo = `{"fork":{"previous_version":"0x00000001","current_version":"0x01000001","epoch":"0"},"genesis_validators_root":"` + benchGVR + `"}`
 )
+
+// benchAttestation is the body of an ATTESTATION request from e-1 to e (never slashable
+// against the other epochs of its key).
+func benchAttestation(e uint64) string {
+	return fmt.Sprintf(`{"type":"ATTESTATION","fork_info":%s,"attestation":{"slot":"%d","index":"0","beacon_block_root":"0x%064x","source":{"epoch":"%d","root":"0x%064x"},"target":{"epoch":"%d","root":"0x%064x"}}}`,
+		benchForkInfo, e*8, e, e-1, e-1, e, e)
+}
 
 // run drives every client for d with ever-increasing attestation epochs (never slashable) and
 // returns the number of signatures received.
@@ -357,9 +365,7 @@ func (h *benchServer) run(ctx context.Context, d time.Duration) (int64, time.Dur
 			target := h.url + h.pubs[c].String()
 			for ; time.Now().Before(deadline) && ctx.Err() == nil; h.epochs[c]++ {
 				e := h.epochs[c]
-				body := fmt.Sprintf(`{"type":"ATTESTATION","fork_info":%s,"attestation":{"slot":"%d","index":"0","beacon_block_root":"0x%064x","source":{"epoch":"%d","root":"0x%064x"},"target":{"epoch":"%d","root":"0x%064x"}}}`,
-					benchForkInfo, e*8, e, e-1, e-1, e, e)
-				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader([]byte(body)))
+				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, target, strings.NewReader(benchAttestation(e)))
 				req.Header.Set("Content-Type", "application/json")
 				req.Header.Set("Accept", "application/json")
 				t0 := time.Now()

@@ -16,7 +16,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,8 +24,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/vigil-signer/vigil/keystore"
 )
 
 // envBenchPinned marks the load generator re-run under taskset.
@@ -196,8 +193,7 @@ func pinnedBurst(ctx context.Context, cpus string, n int, args []string, stderr 
 			go func() {
 				defer wg.Done()
 				e := uint64(round + 1)
-				body := fmt.Sprintf(`{"type":"ATTESTATION","fork_info":%s,"attestation":{"slot":"%d","index":"0","beacon_block_root":"0x%064x","source":{"epoch":"%d","root":"0x%064x"},"target":{"epoch":"%d","root":"0x%064x"}}}`,
-					benchForkInfo, e*8, e, e-1, e-1, e, e)
+				body := benchAttestation(e)
 				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.url+srv.pubs[c].String(), strings.NewReader(body))
 				req.Header.Set("Content-Type", "application/json")
 				<-start
@@ -260,60 +256,31 @@ func benchRawOnly(ctx context.Context, d time.Duration, stdout io.Writer) error 
 
 // startPinnedServer runs `vigil serve` as a process pinned to cpus, with one key per client.
 func startPinnedServer(ctx context.Context, cpus string, clients int, extra []string, stderr io.Writer) (*benchServer, error) {
-	dir, err := os.MkdirTemp("", "vigil-bench-")
+	h, serveArgs, err := newBenchServer(clients) // bench.go
 	if err != nil {
-		return nil, err
-	}
-	ksDir, pwFile := filepath.Join(dir, "keystores"), filepath.Join(dir, "password.txt")
-	indices := make([]uint64, clients)
-	for i := range indices {
-		indices[i] = uint64(i)
-	}
-	h := &benchServer{dir: dir, done: make(chan error, 1), epochs: make([]uint64, clients)}
-	if h.pubs, err = keystore.WriteInteropKeystores(ksDir, pwFile, indices, keystore.DevKDF()); err != nil {
-		os.RemoveAll(dir)
 		return nil, err
 	}
 	self, err := os.Executable()
 	if err != nil {
-		os.RemoveAll(dir)
+		os.RemoveAll(h.dir)
 		return nil, err
 	}
-	cmd := exec.Command("taskset", append([]string{"-c", cpus, self, "serve",
-		"--network", "minimal", "--data-dir", dir, "--keystores-path", ksDir,
-		"--keystores-password-file", pwFile, "--http-listen-port", "0", "--metrics-listen-port", "0",
-		"--log-level", "warn", "--init-slashing-protection", "--slashing-far-future-epochs", "0",
-	}, extra...)...)
+	cmd := exec.Command("taskset", append(append([]string{"-c", cpus, self, "serve"}, serveArgs...), extra...)...)
 	cmd.Stderr = stderr
 	cmd.Env = os.Environ()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM} // never outlives the bench
 	if err := cmd.Start(); err != nil {
-		os.RemoveAll(dir)
+		os.RemoveAll(h.dir)
 		return nil, fmt.Errorf("taskset (util-linux) is needed for --server-cpus: %w", err)
 	}
 	h.pid = cmd.Process.Pid // taskset execs vigil: the same process
 	go func() { h.done <- cmd.Wait() }()
 	h.stop = func() { _ = cmd.Process.Signal(syscall.SIGTERM) }
-	fail := func(err error) (*benchServer, error) {
+	if err := h.connect(clients); err != nil {
 		h.stop()
 		<-h.done
-		os.RemoveAll(dir)
+		os.RemoveAll(h.dir)
 		return nil, err
-	}
-	port, err := waitForPort(filepath.Join(dir, "vigil.ports"), "http-port=", h.done)
-	if err != nil {
-		return fail(err)
-	}
-	mport, err := waitForPort(filepath.Join(dir, "vigil.ports"), "metrics-port=", h.done)
-	if err != nil {
-		return fail(err)
-	}
-	h.url = "http://127.0.0.1:" + strconv.Itoa(port) + "/api/v1/eth2/sign/"
-	h.metricsURL = "http://127.0.0.1:" + strconv.Itoa(mport) + "/metrics"
-	tr := &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}
-	h.client = &http.Client{Transport: tr, Timeout: 10 * time.Second}
-	for i := range h.epochs {
-		h.epochs[i] = 1
 	}
 	return h, nil
 }
@@ -403,8 +370,7 @@ func (h *benchServer) openLoop(ctx context.Context, rate float64, d time.Duratio
 		for ; sent < due; sent++ {
 			k := sent % len(h.pubs)
 			e := next[k].Add(1)
-			body := fmt.Sprintf(`{"type":"ATTESTATION","fork_info":%s,"attestation":{"slot":"%d","index":"0","beacon_block_root":"0x%064x","source":{"epoch":"%d","root":"0x%064x"},"target":{"epoch":"%d","root":"0x%064x"}}}`,
-				benchForkInfo, e*8, e, e-1, e-1, e, e)
+			body := benchAttestation(e)
 			url := h.url + h.pubs[k].String()
 			wg.Add(1)
 			go func() {

@@ -503,11 +503,9 @@ func (c *Controller) Evaluate(ctx context.Context, e phase0.Epoch) (ev Evaluatio
 			}
 		}
 		judged++
-		if attested == 0 && c.seenLive(ctx, snap, keys, log, cl.Name, e) {
-			attested = -1 // not counted as a miss
-		}
 		missed := 0
-		if attested == 0 {
+		// A miss the beacon node contradicts is not counted (seenLive: liveness only vetoes).
+		if attested == 0 && !c.seenLive(ctx, snap, keys, log, cl.Name, e) {
 			missed = st.Missed + 1
 			c.metric(func(m Metrics) {
 				if m.Missed != nil {
