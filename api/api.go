@@ -37,6 +37,9 @@ type Signer interface {
 	Health(ctx context.Context, timeout time.Duration) signer.Health
 	// CheckLeader is nil when this instance may write (always, unless it is an HA standby).
 	CheckLeader(ctx context.Context) error
+	// Admitting is nil when a sign request arriving now would be admitted (a slot or a place
+	// in the queue), else the ErrOverloaded it would get: checked before the body is read.
+	Admitting() error
 }
 
 // Options configure the HTTP handler.
@@ -81,6 +84,8 @@ type Options struct {
 type server struct {
 	Options
 	lastBudgetLog atomic.Int64 // unix nanos of the last "budget spent" log line (rate limit)
+	lastShedLog   atomic.Int64 // unix nanos of the last "overloaded" log line (rate limit)
+	shed          atomic.Int64 // overloaded refusals since that line
 }
 
 // Handler returns the router for the signing listener.
@@ -192,6 +197,10 @@ func (s *server) sign(w http.ResponseWriter, r *http.Request) {
 		refuseUnidentified(w, why)
 		return
 	}
+	if err := s.Signer.Admitting(); err != nil {
+		s.refuse(w, id, nil, err) // before reading the body: the excess costs next to nothing
+		return
+	}
 	body, reserved, ok := s.readBody(w, r)
 	if !ok {
 		return
@@ -211,6 +220,11 @@ func (s *server) sign(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	s.refuse(w, id, req, err)
+}
+
+// refuse answers a sign request that failed with err, and logs it.
+func (s *server) refuse(w http.ResponseWriter, id string, req *signer.Request, err error) {
 	status := statusFor(err)
 	msg := err.Error()
 	switch {
@@ -222,6 +236,16 @@ func (s *server) sign(w http.ResponseWriter, r *http.Request) {
 		// a keep-alive connection to this instance.
 		w.Header().Set("Connection", "close")
 		s.Logger.Debug("sign request refused: not the active instance", "key", id, "type", typeOf(req), "err", msg)
+	case signer.OutcomeOf(err) == signer.OutcomeOverloaded:
+		// Under overload this is most requests: one line a second, not one per request.
+		w.Header().Set("Retry-After", "1")
+		n := s.shed.Add(1)
+		if now := time.Now().UnixNano(); now-s.lastShedLog.Load() > int64(time.Second) {
+			s.lastShedLog.Store(now)
+			s.shed.Add(-n)
+			s.Logger.Warn("sign requests refused: overloaded (see --signing-concurrency, --max-queue-delay, --max-in-flight)",
+				"refused_since_last_line", n, "last", msg)
+		}
 	case status >= 500:
 		s.Logger.Error("sign request failed", "key", id, "type", typeOf(req), "status", status, "err", msg)
 		if status == http.StatusInternalServerError {

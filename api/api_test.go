@@ -31,6 +31,7 @@ type fakeSigner struct {
 	keys   *signer.KeySet
 	health signer.Health
 	leader error // CheckLeader's answer (nil: the leader)
+	busy   error // Admitting's answer (nil: admitting)
 
 	mu            sync.Mutex
 	signCalls     int
@@ -71,6 +72,7 @@ func (f *fakeSigner) Health(_ context.Context, timeout time.Duration) signer.Hea
 }
 
 func (f *fakeSigner) CheckLeader(context.Context) error { return f.leader }
+func (f *fakeSigner) Admitting() error                  { return f.busy }
 
 func (f *fakeSigner) counts() (sign, health int) {
 	f.mu.Lock()
@@ -220,8 +222,55 @@ func TestSignErrors(t *testing.T) {
 			if strings.Contains(rec.Body.String(), "signature") {
 				t.Errorf("error body carries a signature: %s", rec.Body)
 			}
+			if got, want := rec.Header().Get("Retry-After") != "", tc.name == "overloaded"; got != want {
+				t.Errorf("Retry-After present = %v, want %v", got, want)
+			}
 		})
 	}
+}
+
+// TestSignShedsBeforeReadingTheBody: while the signer is refusing new requests, a sign request
+// gets 503 with Retry-After before its body is read, and never reaches Sign.
+func TestSignShedsBeforeReadingTheBody(t *testing.T) {
+	t.Parallel()
+	f := &fakeSigner{
+		sign: func(string, *signer.Request) (keystore.Signature, error) { return testSig, nil },
+		busy: fmt.Errorf("%w: 3000 requests queued", signer.ErrOverloaded),
+	}
+	h := newHandler(t, f, nil)
+	body := &countingReader{r: strings.NewReader(randaoBody)}
+	req := httptest.NewRequest(http.MethodPost, signPath, body)
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if msg := wantError(t, rec, http.StatusServiceUnavailable); !strings.Contains(msg, "queued") {
+		t.Errorf("message %q does not say why", msg)
+	}
+	if rec.Header().Get("Retry-After") == "" {
+		t.Error("no Retry-After on the 503")
+	}
+	if body.n != 0 {
+		t.Errorf("%d body bytes read before refusing, want 0", body.n)
+	}
+	if f.signCalls != 0 {
+		t.Errorf("Sign called %d times while refusing", f.signCalls)
+	}
+	f.busy = nil
+	if rec := do(h, http.MethodPost, signPath, randaoBody); rec.Code != http.StatusOK {
+		t.Errorf("admitting again: status %d, want 200", rec.Code)
+	}
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
 }
 
 func TestSignPassesIdentifierAndRequest(t *testing.T) {

@@ -87,9 +87,16 @@ type Config struct {
 	// FarFutureEpochs is how far past the wall-clock epoch a block or attestation may be
 	// (enforced when the network's genesis time is known; zero turns the guard off).
 	FarFutureEpochs uint64
-	// MaxInFlight bounds concurrent Sign calls; beyond it Sign fails fast with ErrOverloaded.
-	// Zero means 4096.
+	// Concurrency is how many requests do their expensive part (slashing-protection write and
+	// BLS signature) at once; more wait in arrival order (admission.go). Zero means 64.
+	Concurrency int
+	// MaxInFlight bounds the requests running and queued; beyond it Sign fails fast with
+	// ErrOverloaded. Zero means 4096.
 	MaxInFlight int
+	// MaxQueueDelay is the longest a request may wait for a slot: one expected to wait longer is
+	// refused at once with ErrOverloaded, one that did wait that long is refused then. Zero
+	// means 1 s.
+	MaxQueueDelay time.Duration
 	// StoreTimeout bounds each slashing-protection call (zero: 5 s). A store that does not
 	// answer in time fails the request closed with ErrUnavailable; nothing is signed.
 	StoreTimeout time.Duration
@@ -101,11 +108,19 @@ type Config struct {
 	Observer   Observer   // nil: nobody watches
 }
 
+// Admitting is nil when a sign request arriving now would get a signing slot or a place in the
+// queue, and the ErrOverloaded it would get otherwise: callers check it before reading and
+// decoding a request, so that the excess under overload costs next to nothing.
+func (s *Signer) Admitting() error { return s.admit.refusing() }
+
+// Load reports the sign requests doing their expensive part now and those queued for a slot.
+func (s *Signer) Load() (running, queued int) { return s.admit.load() }
+
 // Signer runs the sign pipeline.
 type Signer struct {
-	cfg      Config
-	inFlight atomic.Int64
-	reports  atomic.Pointer[[]SourceReport]
+	cfg     Config
+	admit   *admission
+	reports atomic.Pointer[[]SourceReport]
 }
 
 // New checks cfg and returns a Signer.
@@ -113,8 +128,17 @@ func New(cfg Config) (*Signer, error) {
 	if cfg.Network == nil || cfg.Keys == nil || cfg.Store == nil {
 		return nil, errors.New("signer: Network, Keys and Store are required")
 	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 64
+	}
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = 4096
+	}
+	if cfg.MaxInFlight < cfg.Concurrency {
+		return nil, fmt.Errorf("signer: MaxInFlight (%d) is below Concurrency (%d)", cfg.MaxInFlight, cfg.Concurrency)
+	}
+	if cfg.MaxQueueDelay <= 0 {
+		cfg.MaxQueueDelay = time.Second
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -131,7 +155,7 @@ func New(cfg Config) (*Signer, error) {
 	if cfg.Observer == nil {
 		cfg.Observer = noObserver{}
 	}
-	return &Signer{cfg: cfg}, nil
+	return &Signer{cfg: cfg, admit: newAdmission(cfg.Concurrency, cfg.MaxInFlight, cfg.MaxQueueDelay)}, nil
 }
 
 // Network returns the signer's network.
@@ -171,12 +195,6 @@ func (s *Signer) Sign(ctx context.Context, identifier string, r *Request) (sig S
 	if r == nil {
 		return sig, invalid("no request")
 	}
-	if n := s.inFlight.Add(1); n > int64(s.cfg.MaxInFlight) {
-		s.inFlight.Add(-1)
-		return sig, fmt.Errorf("%w: %d requests in flight", ErrOverloaded, n-1)
-	}
-	defer s.inFlight.Add(-1)
-
 	pub, err := ParseIdentifier(identifier)
 	if err != nil {
 		return sig, err
@@ -208,6 +226,11 @@ func (s *Signer) Sign(ctx context.Context, identifier string, r *Request) (sig S
 	if err := s.cfg.Leadership.CheckLeader(ctx); err != nil {
 		return sig, err
 	}
+	held, err := s.admit.acquire(ctx)
+	if err != nil {
+		return sig, err
+	}
+	defer s.admit.release(held)
 	if msg.Slashable {
 		if err := s.protect(ctx, pub, r, msg); err != nil {
 			return sig, err

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -542,7 +543,7 @@ func TestSignMaxInFlight(t *testing.T) {
 	t.Parallel()
 	const limit = 2
 	store := &fakeStore{gate: make(chan struct{}), entered: make(chan struct{}, 16)} // buffered: a buggy extra call must not hang the test
-	f := setup(t, func(c *signer.Config) { c.Store = store; c.MaxInFlight = limit })
+	f := setup(t, func(c *signer.Config) { c.Store = store; c.Concurrency = limit; c.MaxInFlight = limit })
 	f.store = store
 
 	errs := make(chan error, limit)
@@ -584,6 +585,46 @@ func TestSignMaxInFlight(t *testing.T) {
 	r := randao(nowEpoch)
 	sig, err = f.s.Sign(t.Context(), f.pub(2), r)
 	f.wantSigned(t, 2, r, sig, err)
+}
+
+// TestSignQueuesBeyondConcurrency: a request that finds every slot taken waits for one (it is
+// not refused) and does nothing before it gets it.
+func TestSignQueuesBeyondConcurrency(t *testing.T) {
+	t.Parallel()
+	store := &fakeStore{gate: make(chan struct{}), entered: make(chan struct{}, 16)}
+	f := setup(t, func(c *signer.Config) { c.Store = store; c.Concurrency = 1; c.MaxInFlight = 8 })
+	f.store = store
+
+	errs := make(chan error, 2)
+	go func() {
+		_, err := f.s.Sign(t.Context(), f.pub(0), attestation(nowEpoch-1, nowEpoch, 0))
+		errs <- err
+	}()
+	<-store.entered
+	go func() {
+		_, err := f.s.Sign(t.Context(), f.pub(1), attestation(nowEpoch-1, nowEpoch, 1))
+		errs <- err
+	}()
+	for {
+		if running, queued := f.s.Load(); running == 1 && queued == 1 {
+			break
+		}
+		runtime.Gosched()
+	}
+	select {
+	case <-store.entered:
+		t.Fatal("the queued request reached the store while the only slot was held")
+	default:
+	}
+	close(store.gate)
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Errorf("Sign: %v", err)
+		}
+	}
+	if n := len(store.entered); n != 1 {
+		t.Errorf("store entered %d more times, want 1 (the queued request)", n)
+	}
 }
 
 func TestSignContextCancelledInStore(t *testing.T) {

@@ -10,6 +10,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -84,6 +85,11 @@ func benchPinned(ctx context.Context, o pinnedOptions, stdout, stderr io.Writer)
 		targets = append(targets, &pinnedTarget{name: "Postgres", args: []string{"--slashing-protection-db-url", o.pgURL}})
 	}
 	for _, t := range targets {
+		if o.overload > 0 {
+			// Open loop: a request waiting in the server's queue (up to --max-queue-delay) holds
+			// its connection, so the shedding is admission's, not the connection cap's.
+			t.args = append(t.args, "--http-max-connections", strconv.Itoa(overloadConns))
+		}
 		if o.cpuProfile != "" {
 			t.args = append(t.args, "--cpu-profile", o.cpuProfile+"."+strings.ToLower(t.name))
 		}
@@ -149,6 +155,9 @@ func benchPinned(ctx context.Context, o pinnedOptions, stdout, stderr io.Writer)
 			fmt.Fprintf(stdout, "%-8s overload %.1f× capacity (%.0f/s offered for %s, last answer after %s): goodput %.0f/s = %.2f × capacity (goal ≥ 0.9); 503 %d (p99 %s, goal: at once), other failures %d; p50/p99 of the signed %s / %s\n",
 				t.name+":", o.overload, o.overload*capacity, r.d.Round(time.Millisecond), r.total.Round(time.Millisecond), good, good/capacity,
 				len(r.shedLat), shed.percentile(0.99), r.failed, ok.percentile(0.5), ok.percentile(0.99))
+			for msg, n := range r.shedBy {
+				fmt.Fprintf(stdout, "           503 %q: %d\n", msg, n)
+			}
 		}
 	}
 	if o.burst > 0 {
@@ -340,9 +349,14 @@ func pgWALSyncs(ctx context.Context, url string) int64 {
 	return n
 }
 
+// overloadConns is the connections of the open-loop phase (client pool and server cap): enough
+// for every request of a full queue at 3× the capacity measured here.
+const overloadConns = 4096
+
 // openLoopResult is what an open-loop run saw.
 type openLoopResult struct {
 	okLat, shedLat []time.Duration // latencies of 200s and of 503s
+	shedBy         map[string]int  // 503s by the start of their message
 	failed         int             // other statuses and transport errors (refused, reset, timed out)
 	d              time.Duration   // the offering window
 	total          time.Duration   // until the last answer
@@ -352,10 +366,10 @@ type openLoopResult struct {
 // answers (open loop, as validator clients do at a slot), cycling over the server's keys with
 // ever-increasing epochs, and waits for every answer.
 func (h *benchServer) openLoop(ctx context.Context, rate float64, d time.Duration) (openLoopResult, error) {
-	cl := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 512}, Timeout: 30 * time.Second}
+	cl := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: overloadConns}, Timeout: 30 * time.Second}
 	defer cl.CloseIdleConnections()
 	var mu sync.Mutex
-	var res openLoopResult
+	res := openLoopResult{shedBy: map[string]int{}}
 	var wg sync.WaitGroup
 	next := make([]atomic.Uint64, len(h.pubs))
 	for i := range next {
@@ -379,11 +393,20 @@ func (h *benchServer) openLoop(ctx context.Context, rate float64, d time.Duratio
 				req.Header.Set("Content-Type", "application/json")
 				t0 := time.Now()
 				resp, err := cl.Do(req)
-				status := 0
+				status, msg := 0, ""
 				if err == nil {
-					_, _ = io.Copy(io.Discard, resp.Body)
+					b, _ := io.ReadAll(resp.Body)
 					resp.Body.Close()
 					status = resp.StatusCode
+					var e struct{ Message string }
+					if json.Unmarshal(b, &e) == nil {
+						msg = strings.Map(func(r rune) rune { // one category per cause, whatever the counts
+							if r >= '0' && r <= '9' {
+								return -1
+							}
+							return r
+						}, e.Message)
+					}
 				}
 				lat := time.Since(t0)
 				mu.Lock()
@@ -393,6 +416,7 @@ func (h *benchServer) openLoop(ctx context.Context, rate float64, d time.Duratio
 					res.okLat = append(res.okLat, lat)
 				case http.StatusServiceUnavailable:
 					res.shedLat = append(res.shedLat, lat)
+					res.shedBy[msg]++
 				default:
 					res.failed++
 				}

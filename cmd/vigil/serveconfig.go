@@ -34,6 +34,8 @@ type serveConfig struct {
 	farFutureEpochs uint64
 	maxBodyBytes    int64
 	maxInFlight     int
+	concurrency     int
+	maxQueueDelay   time.Duration
 	logLevel        string
 	logFormat       string
 	dev             bool
@@ -104,7 +106,9 @@ func serveFlags(c *serveConfig, getenv func(string) string) *flag.FlagSet {
 	fs.Uint64Var(&c.farFutureEpochs, "slashing-far-future-epochs", 2, "refuse blocks and attestations more than this many epochs after the wall-clock epoch (0: guard off; needed to start without a known genesis time)")
 	c.genesis.register(fs)
 	fs.Int64Var(&c.maxBodyBytes, "http-max-body-bytes", api.DefaultMaxBodyBytes, "largest accepted sign request body")
-	fs.IntVar(&c.maxInFlight, "max-in-flight", 4096, "concurrent sign requests before new ones get 503")
+	fs.IntVar(&c.maxInFlight, "max-in-flight", 4096, "sign requests running and queued before new ones get 503 at once")
+	fs.IntVar(&c.concurrency, "signing-concurrency", 64, "sign requests doing their slashing-protection write and BLS signature at once; more wait in arrival order")
+	fs.DurationVar(&c.maxQueueDelay, "max-queue-delay", time.Second, "longest a sign request waits for a signing slot: one expected to wait longer gets 503 at once (Retry-After: 1), one that waited that long gets 503 then")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
 	fs.StringVar(&c.cpuProfile, "cpu-profile", "", "diagnostics: write a Go CPU profile of the whole run to this file (read it with go tool pprof)")

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/vigil-signer/vigil/api"
 	"github.com/vigil-signer/vigil/failover/watch"
 	"github.com/vigil-signer/vigil/keystore"
@@ -174,7 +176,7 @@ func wire(ctx context.Context, c *serveConfig, getenv func(string) string, hup <
 	}
 	sgCfg := signer.Config{
 		Network: w.network, Keys: w.keys, Store: store, FarFutureEpochs: c.farFutureEpochs,
-		MaxInFlight: c.maxInFlight, Observer: signer.Observers{signermetrics.New(reg), tracker}, StoreTimeout: c.storeTimeout,
+		MaxInFlight: c.maxInFlight, Concurrency: c.concurrency, MaxQueueDelay: c.maxQueueDelay, Observer: signer.Observers{signermetrics.New(reg), tracker}, StoreTimeout: c.storeTimeout,
 	}
 	if elector != nil {
 		sgCfg.Leadership = elector
@@ -184,8 +186,14 @@ func wire(ctx context.Context, c *serveConfig, getenv func(string) string, hup <
 	}
 	sg, err := signer.New(sgCfg)
 	if err != nil {
-		return w, err
+		return w, usagef("%v", err)
 	}
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "vigil_sign_requests_running", Help: "Sign requests holding one of the --signing-concurrency slots."},
+			func() float64 { running, _ := sg.Load(); return float64(running) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "vigil_sign_requests_queued", Help: "Sign requests waiting, in arrival order, for a signing slot (at most --max-queue-delay)."},
+			func() float64 { _, queued := sg.Load(); return float64(queued) }),
+	)
 	apiOpts := api.Options{Signer: sg, Logger: log, Metrics: metrics, MaxBodyBytes: c.maxBodyBytes}
 	kmTokenFile, km, err := c.km.wire(&apiOpts, c.store.dataDir, managed, w.keys, store, log) // keymanager.go
 	if err != nil {
