@@ -17,7 +17,7 @@ import (
 // request is refused at once with ErrOverloaded, before any work, when
 //   - the queue holds MaxInFlight − Concurrency requests already, or
 //   - its expected wait, (its place in the queue) × (the mean time a slot is held) ÷ Concurrency,
-//     exceeds MaxQueueDelay;
+//     exceeds 3/4 of MaxQueueDelay (the margin keeps the estimate's misses rare);
 //
 // and a queued request that has not got a slot after MaxQueueDelay (the estimate was wrong) is
 // refused then, still before any work. A queued request whose caller gives up (its context ends)
@@ -137,9 +137,11 @@ func (a *admission) refuseLocked() error {
 	if queued >= a.maxQueue {
 		return fmt.Errorf("%w: %d requests running and %d queued", ErrOverloaded, a.busy, queued)
 	}
-	if wait := time.Duration(int64(queued+1) * int64(a.holdAvg) / int64(a.slots)); wait > a.maxDelay {
-		return fmt.Errorf("%w: %d requests queued, about %s to wait for a signing slot (longest allowed %s)",
-			ErrOverloaded, queued, wait.Round(time.Millisecond), a.maxDelay)
+	// The estimate is a mean: admit up to 3/4 of the bound, so that few of the admitted run
+	// over it and are refused after waiting.
+	if wait := time.Duration(int64(queued+1) * int64(a.holdAvg) / int64(a.slots)); wait > a.maxDelay*3/4 {
+		return fmt.Errorf("%w: %d requests queued, about %s to wait for a signing slot (at most %s admitted)",
+			ErrOverloaded, queued, wait.Round(time.Millisecond), a.maxDelay*3/4)
 	}
 	return nil
 }

@@ -62,7 +62,7 @@ func TestAdmissionRefusesAtOnceWhenTheWaitWouldBeTooLong(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	a.holdAvg = 60 * time.Millisecond // two slots: the first waiter expects 30 ms, the fourth 120 ms
+	a.holdAvg = 45 * time.Millisecond // two slots: the third waiter expects 67 ms (admitted up to 75), the fourth 90
 	for range 3 {
 		go func() { _, _ = a.acquire(context.Background()) }()
 		<-queued

@@ -46,6 +46,7 @@ func bench(ctx context.Context, args []string, getenv func(string) string, stdou
 	burst := fs.Int("burst", 0, "pinned mode: also send a burst of this many attestations for as many keys (all at once) and compare its p99 with burst ÷ the raw rate")
 	overload := fs.Float64("overload", 0, "pinned mode: also offer this multiple of the measured capacity, open loop (e.g. 3), and report goodput, 503s and latencies")
 	rawOnly := fs.Bool("raw-only", false, "print raw one-goroutine BLS signing figures only (the pinned mode's measuring child)")
+	sharedData := fs.Bool("shared-data", false, "every key signs the same attestation data at an epoch, as all attesters of one slot do since Electra (a root is then hashed to the curve once for all keys); default: each key's data is its own")
 	ha := fs.Bool("ha", false, "also measure Postgres with --ha-enabled (a one-instance pair: the leader's cost of HA), on a second database created beside the given one")
 	if err := parseLayered(fs, args, getenv); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -65,7 +66,7 @@ func bench(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	if *serverCPUs != "" {
 		return benchPinnedEntry(ctx, pinnedOptions{serverCPUs: *serverCPUs, loadCPUs: *loadCPUs, clients: *clients, rounds: *rounds,
-			step: step, pgURL: *pgURL, cpuProfile: *cpuProfile, burst: *burst, overload: *overload}, args, getenv, stdout, stderr)
+			step: step, pgURL: *pgURL, cpuProfile: *cpuProfile, burst: *burst, overload: *overload, sharedData: *sharedData}, args, getenv, stdout, stderr)
 	}
 	cores := runtime.GOMAXPROCS(0)
 	fmt.Fprintf(stdout, "vigil bench: %d cores, %d rounds of %s per phase, %d HTTP clients\n", cores, *rounds, step, *clients)
@@ -89,6 +90,7 @@ func bench(ctx context.Context, args []string, getenv func(string) string, stdou
 		if err != nil {
 			return fmt.Errorf("%s: %w", t.name, err)
 		}
+		srv.sharedData = *sharedData
 		defer srv.close()
 		t.srv = srv
 	}
@@ -258,7 +260,9 @@ type benchServer struct {
 	stop   context.CancelFunc
 	done   chan error
 	epochs []uint64 // next attestation target epoch per client
-	pid    int      // the server process (pinned mode; 0 in-process)
+	// sharedData: all keys sign the same data at an epoch (--shared-data).
+	sharedData bool
+	pid        int // the server process (pinned mode; 0 in-process)
 
 	metricsURL string
 }
@@ -342,11 +346,18 @@ const (
 	benchForkInfo = `{"fork":{"previous_version":"0x00000001","current_version":"0x01000001","epoch":"0"},"genesis_validators_root":"` + benchGVR + `"}`
 )
 
-// benchAttestation is the body of an ATTESTATION request from e-1 to e (never slashable
-// against the other epochs of its key).
-func benchAttestation(e uint64) string {
+// benchAttestation is the body of an ATTESTATION request of key from e-1 to e (never slashable
+// against the other epochs of its key). Unless shared, its data (beacon block root) is the
+// key's own, so no two keys sign the same root; shared, every key signs the same data at e, as
+// all the attesters of one slot do since Electra (keystore/hashcache.go then hashes the root
+// once for all of them).
+func benchAttestation(e uint64, key int, shared bool) string {
+	block := e
+	if !shared {
+		block |= uint64(key+1) << 40
+	}
 	return fmt.Sprintf(`{"type":"ATTESTATION","fork_info":%s,"attestation":{"slot":"%d","index":"0","beacon_block_root":"0x%064x","source":{"epoch":"%d","root":"0x%064x"},"target":{"epoch":"%d","root":"0x%064x"}}}`,
-		benchForkInfo, e*8, e, e-1, e-1, e, e)
+		benchForkInfo, e*8, block, e-1, e-1, e, e)
 }
 
 // run drives every client for d with ever-increasing attestation epochs (never slashable) and
@@ -365,7 +376,7 @@ func (h *benchServer) run(ctx context.Context, d time.Duration) (int64, time.Dur
 			target := h.url + h.pubs[c].String()
 			for ; time.Now().Before(deadline) && ctx.Err() == nil; h.epochs[c]++ {
 				e := h.epochs[c]
-				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, target, strings.NewReader(benchAttestation(e)))
+				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, target, strings.NewReader(benchAttestation(e, c, h.sharedData)))
 				req.Header.Set("Content-Type", "application/json")
 				req.Header.Set("Accept", "application/json")
 				t0 := time.Now()

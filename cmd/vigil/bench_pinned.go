@@ -9,6 +9,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -39,6 +40,7 @@ type pinnedOptions struct {
 	cpuProfile           string  // the servers' CPU profiles: <cpuProfile>.<target>
 	burst                int     // also measure a burst of this many attestations for as many keys
 	overload             float64 // also offer this multiple of the measured capacity, open loop
+	sharedData           bool    // all keys sign the same data at an epoch
 }
 
 // benchPinnedEntry re-runs this process under `taskset -c L` (the load generator's CPUs) unless it
@@ -97,6 +99,7 @@ func benchPinned(ctx context.Context, o pinnedOptions, stdout, stderr io.Writer)
 		if err != nil {
 			return fmt.Errorf("%s: %w", t.name, err)
 		}
+		srv.sharedData = o.sharedData
 		defer srv.close()
 		t.srv = srv
 		if t.name == "SQLite" {
@@ -155,6 +158,8 @@ func benchPinned(ctx context.Context, o pinnedOptions, stdout, stderr io.Writer)
 			fmt.Fprintf(stdout, "%-8s overload %.1f× capacity (%.0f/s offered for %s, last answer after %s): goodput %.0f/s = %.2f × capacity (goal ≥ 0.9); 503 %d (p99 %s, goal: at once), other failures %d; p50/p99 of the signed %s / %s\n",
 				t.name+":", o.overload, o.overload*capacity, r.d.Round(time.Millisecond), r.total.Round(time.Millisecond), good, good/capacity,
 				len(r.shedLat), shed.percentile(0.99), r.failed, ok.percentile(0.5), ok.percentile(0.99))
+			fmt.Fprintf(stdout, "           server core busy %.2f, load generator core busy %.2f\n",
+				r.serverCPU.Seconds()/r.total.Seconds(), r.loadCPU.Seconds()/r.total.Seconds())
 			for msg, n := range r.shedBy {
 				fmt.Fprintf(stdout, "           503 %q: %d\n", msg, n)
 			}
@@ -167,7 +172,7 @@ func benchPinned(ctx context.Context, o pinnedOptions, stdout, stderr io.Writer)
 			if o.cpuProfile != "" {
 				args = args[:len(args)-2] // no profile of the burst server
 			}
-			lat, all, err := pinnedBurst(ctx, o.serverCPUs, o.burst, args, stderr)
+			lat, all, err := pinnedBurst(ctx, o.serverCPUs, o.burst, o.sharedData, args, stderr)
 			if err != nil {
 				return fmt.Errorf("%s burst: %w", t.name, err)
 			}
@@ -183,11 +188,12 @@ func benchPinned(ctx context.Context, o pinnedOptions, stdout, stderr io.Writer)
 // pinnedBurst starts a pinned server with n keys, warms every connection and key up with one
 // burst, then sends a second burst of n attestations (one per key, all at once) and returns the
 // latencies and the time until the last answer.
-func pinnedBurst(ctx context.Context, cpus string, n int, args []string, stderr io.Writer) ([]time.Duration, time.Duration, error) {
+func pinnedBurst(ctx context.Context, cpus string, n int, shared bool, args []string, stderr io.Writer) ([]time.Duration, time.Duration, error) {
 	srv, err := startPinnedServer(ctx, cpus, n, args, stderr)
 	if err != nil {
 		return nil, 0, err
 	}
+	srv.sharedData = shared
 	defer srv.close()
 	srv.client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: n, MaxConnsPerHost: n}, Timeout: time.Minute}
 	var lat []time.Duration
@@ -202,7 +208,7 @@ func pinnedBurst(ctx context.Context, cpus string, n int, args []string, stderr 
 			go func() {
 				defer wg.Done()
 				e := uint64(round + 1)
-				body := benchAttestation(e)
+				body := benchAttestation(e, c, srv.sharedData)
 				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.url+srv.pubs[c].String(), strings.NewReader(body))
 				req.Header.Set("Content-Type", "application/json")
 				<-start
@@ -212,10 +218,10 @@ func pinnedBurst(ctx context.Context, cpus string, n int, args []string, stderr 
 					errs <- err
 					return
 				}
-				_, _ = io.Copy(io.Discard, resp.Body)
+				b, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
 				if resp.StatusCode != http.StatusOK {
-					errs <- fmt.Errorf("status %d", resp.StatusCode)
+					errs <- fmt.Errorf("status %d: %s", resp.StatusCode, bytes.TrimSpace(b))
 					return
 				}
 				lats[c] = time.Since(t0)
@@ -360,6 +366,8 @@ type openLoopResult struct {
 	failed         int             // other statuses and transport errors (refused, reset, timed out)
 	d              time.Duration   // the offering window
 	total          time.Duration   // until the last answer
+	serverCPU      time.Duration   // the server's CPU time over total
+	loadCPU        time.Duration   // the load generator's (this process's)
 }
 
 // openLoop offers rate requests per second for d, each on its own goroutine whatever the
@@ -377,14 +385,14 @@ func (h *benchServer) openLoop(ctx context.Context, rate float64, d time.Duratio
 	}
 	tick := time.NewTicker(time.Millisecond)
 	defer tick.Stop()
-	start := time.Now()
+	start, server0, load0 := time.Now(), procCPU(h.pid), processCPU()
 	sent := 0
 	for now := start; now.Sub(start) < d && ctx.Err() == nil; now = <-tick.C {
 		due := int(rate * now.Sub(start).Seconds())
 		for ; sent < due; sent++ {
 			k := sent % len(h.pubs)
 			e := next[k].Add(1)
-			body := benchAttestation(e)
+			body := benchAttestation(e, k, h.sharedData)
 			url := h.url + h.pubs[k].String()
 			wg.Add(1)
 			go func() {
@@ -426,6 +434,7 @@ func (h *benchServer) openLoop(ctx context.Context, rate float64, d time.Duratio
 	res.d = time.Since(start)
 	wg.Wait()
 	res.total = time.Since(start)
+	res.serverCPU, res.loadCPU = procCPU(h.pid)-server0, processCPU()-load0
 	for i := range next {
 		h.epochs[i] = next[i].Load() + 1
 	}
