@@ -30,6 +30,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -362,6 +363,11 @@ func (l *Loader) run(ctx context.Context) ReloadStatus {
 	l.finish(&st)
 	log.Info("keys loaded", "keys", st.Keys, "added", st.Added, "removed", st.Removed, "kept", st.Kept,
 		"state", st.State, "took", st.Finished.Sub(st.Started).Round(time.Millisecond))
+	// Decryption leaves large garbage behind (an scrypt key derivation takes 256 MiB of scratch:
+	// the keyring's key-encryption key, every scrypt EIP-2335 keystore), which the runtime would
+	// keep resident for minutes. A load is rare (startup, reload), so hand the pages back now:
+	// with 10,000 keys that is the difference between ~330 MB and ~50 MB resident.
+	debug.FreeOSMemory()
 	return st
 }
 

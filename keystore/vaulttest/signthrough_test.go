@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -517,16 +518,39 @@ func BenchmarkStartup10k(b *testing.B) {
 	b.ResetTimer()
 	for _, name := range []string{"local", "vault", "hsm"} {
 		var total time.Duration
+		var rss int64
 		for range b.N {
 			s, took := serve(b, environ, flags[name]...)
 			if keys := s.keys(b); len(keys) != n {
 				b.Fatalf("%s: %d keys", name, len(keys))
 			}
 			total += took
+			rss = max(rss, vmRSS(b, s.cmd.Process.Pid))
 			_ = s.cmd.Process.Kill()
 			<-s.exited
 		}
 		b.ReportMetric(total.Seconds()/float64(b.N), "s-startup-"+name)
+		b.ReportMetric(float64(rss)/(1<<20), "MiB-rss-"+name)
 	}
 	b.ReportMetric(0, "ns/op")
+}
+
+// vmRSS is the resident set of process pid in bytes (VmRSS in /proc/<pid>/status).
+func vmRSS(tb testing.TB, pid int) int64 {
+	tb.Helper()
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				tb.Fatalf("VmRSS %q: %v", v, err)
+			}
+			return kb << 10
+		}
+	}
+	tb.Fatalf("no VmRSS in /proc/%d/status", pid)
+	return 0
 }
