@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 
 	"github.com/attestantio/go-eth2-client/spec/phase0"
 
@@ -346,19 +347,7 @@ func (s *Store) signAttestation(ctx context.Context, st *txState, a slashing.Att
 		f.High = &st.high.Epoch
 	}
 	src, tgt := column.Enc(uint64(a.SourceEpoch)), column.Enc(uint64(a.TargetEpoch))
-	var srcAt int64
-	var root []byte
-	switch err := tx.StmtContext(ctx, s.st.attAt).QueryRowContext(ctx, id, tgt).Scan(&srcAt, &root); {
-	case err == sql.ErrNoRows:
-	case err != nil:
-		return err
-	default:
-		f.SameTarget = &slashing.SignedAttestation{SourceEpoch: phase0.Epoch(column.Dec(srcAt)), TargetEpoch: a.TargetEpoch, SigningRoot: column.RootFrom(root)}
-	}
-	if f.Surrounding, err = s.vote(ctx, tx, s.st.surrounding, id, src, tgt); err != nil {
-		return err
-	}
-	if f.Surrounded, err = s.vote(ctx, tx, s.st.surrounded, id, src, tgt); err != nil {
+	if err := s.attestationFacts(ctx, tx, id, src, tgt, &f); err != nil {
 		return err
 	}
 	v, refusal := slashing.CheckAttestation(a, f)
@@ -380,13 +369,31 @@ func (s *Store) signAttestation(ctx context.Context, st *txState, a slashing.Att
 	return nil
 }
 
-func (s *Store) vote(ctx context.Context, tx *sql.Tx, stmt *sql.Stmt, id, src, tgt int64) (*slashing.SignedAttestation, error) {
-	var vs, vt int64
-	switch err := tx.StmtContext(ctx, stmt).QueryRowContext(ctx, id, src, tgt).Scan(&vs, &vt); {
-	case err == sql.ErrNoRows:
-		return nil, nil
-	case err != nil:
-		return nil, err
+// attestationFacts fills f's recorded votes at the target, surrounding and surrounded (qAttFacts).
+func (s *Store) attestationFacts(ctx context.Context, tx *sql.Tx, id, src, tgt int64, f *slashing.AttestationFacts) error {
+	rows, err := tx.StmtContext(ctx, s.st.attFacts).QueryContext(ctx, id, src, tgt)
+	if err != nil {
+		return err
 	}
-	return &slashing.SignedAttestation{SourceEpoch: phase0.Epoch(column.Dec(vs)), TargetEpoch: phase0.Epoch(column.Dec(vt))}, nil
+	defer rows.Close()
+	for rows.Next() {
+		var kind, vs, vt int64
+		var root []byte
+		if err := rows.Scan(&kind, &vs, &vt, &root); err != nil {
+			return err
+		}
+		v := &slashing.SignedAttestation{SourceEpoch: phase0.Epoch(column.Dec(vs)), TargetEpoch: phase0.Epoch(column.Dec(vt))}
+		switch kind {
+		case 0:
+			v.SigningRoot = column.RootFrom(root)
+			f.SameTarget = v
+		case 1:
+			f.Surrounding = v
+		case 2:
+			f.Surrounded = v
+		default:
+			return fmt.Errorf("attestation facts: unknown row kind %d", kind)
+		}
+	}
+	return rows.Err()
 }
